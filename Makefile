@@ -1,0 +1,26 @@
+# Two set-up commands: `make train` and `make test`. Each makes and uses a local virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install install-dev train test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/python -m ruff check msr tests experiments
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/python -m ruff check msr tests experiments
+
+clean:
+	rm -rf $(VENV) .pytest_cache

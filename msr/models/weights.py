@@ -1,0 +1,153 @@
+"""Load weights from local files only (never a download) and freeze parts of the model.
+
+Three kinds of file are understood:
+- "backbone": an ImageNet ResNet/ResNeXt state_dict in torchvision's format (conv1.*, layer1.*, ..., fc.*);
+- "maskrcnn": a full torchvision Mask R-CNN state_dict (the layout of maskrcnn_resnet50_fpn_coco); every
+  key loads, and only the MaskIoU head (roi_heads.maskiou_head.*) is left at its initialisation;
+- "msr": our own checkpoints: a Lightning .ckpt (state_dict under "state_dict", keys prefixed "model.")
+  or a plain state_dict of MaskScoringRCNN.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+WEIGHT_KINDS = ("backbone", "maskrcnn", "msr", "auto")
+MASKIOU_PREFIX = "roi_heads.maskiou_head."
+#: Class-specific layers, skipped on a shape mismatch when allow_class_mismatch=True.
+CLASS_SPECIFIC_PREFIXES = (
+    "roi_heads.box_predictor.",
+    "roi_heads.mask_predictor.mask_fcn_logits.",
+    "roi_heads.maskiou_head.predictor.",
+)
+_MAX_KEYS_IN_MESSAGE = 5
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, of the wrong format or does not fit the model."""
+
+
+def _first(keys, n: int = _MAX_KEYS_IN_MESSAGE) -> str:
+    keys = list(keys)
+    more = f" (and {len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Return the tensor state_dict stored in a local file (raw, Lightning-wrapped or {"model": ...})."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        if "weights_only" not in str(err):
+            raise WeightsError(f"cannot read weights file {path}: it is not a PyTorch checkpoint ({err})") from err
+        # Lightning checkpoints may pickle config objects next to the tensors. The user named this file.
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err2:
+            raise WeightsError(f"cannot read weights file {path}: {err2}") from err2
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    elif isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state_dict of tensors")
+    return dict(obj)
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _guess_kind(state: Mapping[str, torch.Tensor]) -> str:
+    if any(k.startswith("model.") for k in state) or any(k.startswith(MASKIOU_PREFIX) for k in state):
+        return "msr"
+    if any(k.startswith("backbone.") for k in state):
+        return "maskrcnn"
+    if "conv1.weight" in state:
+        return "backbone"
+    raise WeightsError("cannot tell the kind of this weights file; pass kind='backbone', 'maskrcnn' or 'msr'")
+
+
+def _check_and_load(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str,
+    *,
+    allowed_missing: tuple[str, ...] = (),
+    ignored_unexpected: tuple[str, ...] = (),
+    allow_class_mismatch: bool = False,
+) -> list[str]:
+    """Load `state` into `module` after checking keys and shapes; return the keys left at their init."""
+    own = module.state_dict()
+    # FrozenBatchNorm2d has no num_batches_tracked; BatchNorm checkpoints do. Neither matters here.
+    state = {k: v for k, v in state.items() if not (k.endswith("num_batches_tracked") and k not in own)}
+    unexpected = [k for k in state if k not in own and not k.startswith(ignored_unexpected)]
+    if unexpected:
+        raise WeightsError(f"{path}: keys not in the model: {_first(unexpected)}")
+    mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    skipped: list[str] = []
+    if mismatched and allow_class_mismatch:
+        skipped = [k for k in mismatched if k.startswith(CLASS_SPECIFIC_PREFIXES)]
+        mismatched = [k for k in mismatched if k not in skipped]
+    if mismatched:
+        details = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched]
+        raise WeightsError(f"{path}: shape mismatch: {_first(details)}")
+    state = {k: v for k, v in state.items() if k in own and k not in skipped}
+    missing = [
+        k for k in own if k not in state and not k.startswith(allowed_missing) and not k.endswith("num_batches_tracked")
+    ]
+    if missing:
+        raise WeightsError(f"{path}: keys missing from the file: {_first(missing)}")
+    module.load_state_dict(state, strict=False)
+    return [k for k in own if k not in state]
+
+
+def load_weights(
+    model: nn.Module, path: str | os.PathLike, kind: str = "auto", allow_class_mismatch: bool = False
+) -> list[str]:
+    """Load a local weights file into a MaskScoringRCNN; return the names left at their initialisation.
+
+    Raises WeightsError naming the file and the first offending keys on any mismatch.
+    """
+    if kind not in WEIGHT_KINDS:
+        raise WeightsError(f"unknown weights kind {kind!r}; choose one of {', '.join(WEIGHT_KINDS)}")
+    path = os.fspath(path)
+    state = read_state_dict(path)
+    if kind == "auto":
+        kind = _guess_kind(state)
+    if kind == "backbone":
+        body = model.backbone.body
+        return _check_and_load(body, state, path, ignored_unexpected=("fc.",))
+    if kind == "maskrcnn":
+        return _check_and_load(
+            model, state, path, allowed_missing=(MASKIOU_PREFIX,), allow_class_mismatch=allow_class_mismatch
+        )
+    state = _strip_prefix(state, "model.")
+    return _check_and_load(model, state, path, allow_class_mismatch=allow_class_mismatch)
+
+
+def freeze_all_but_maskiou(model: nn.Module) -> int:
+    """Freeze every parameter except the MaskIoU head's; return the number of trainable parameters left.
+
+    With norm="bn" the BatchNorm running statistics of the frozen part still update in train mode; use
+    norm="frozen_bn" (the default for pretrained weights) to keep them fixed too.
+    """
+    head = getattr(model.roi_heads, "maskiou_head", None)
+    if head is None:
+        raise ValueError("the model has no MaskIoU head to train (maskiou=False)")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in head.parameters():
+        parameter.requires_grad_(True)
+    return sum(p.numel() for p in head.parameters())
