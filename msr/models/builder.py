@@ -28,13 +28,17 @@ class MaskScoringRCNN(MaskRCNN):
     `loss_maskiou`.
     """
 
-    def __init__(self, backbone: nn.Module, maskiou_head: MaskIoUHead | None = None, maskiou_options=None, **kwargs):
+    def __init__(
+        self, backbone: nn.Module, maskiou_head: MaskIoUHead | None = None, maskiou_options=None, **kwargs
+    ):
         super().__init__(backbone, **kwargs)
         options = dict(maskiou_options or {})
         if maskiou_head is not None and maskiou_feature_size(maskiou_head.input_design) != 14:
             size = maskiou_feature_size(maskiou_head.input_design)
             options["maskiou_roi_pool"] = MultiScaleRoIAlign(_FEATURE_MAPS, size, sampling_ratio=2)
-        self.roi_heads = MaskScoringRoIHeads.from_roi_heads(self.roi_heads, maskiou_head=maskiou_head, **options)
+        self.roi_heads = MaskScoringRoIHeads.from_roi_heads(
+            self.roi_heads, maskiou_head=maskiou_head, **options
+        )
 
     @property
     def has_maskiou(self) -> bool:

@@ -98,7 +98,9 @@ class MaskIoUHead(nn.Module):
         nn.init.normal_(self.predictor.weight, std=0.01)
         nn.init.zeros_(self.predictor.bias)
 
-    def build_input(self, roi_features: torch.Tensor, mask_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def build_input(
+        self, roi_features: torch.Tensor, mask_probs: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """Return the head's input tensor for the configured design.
 
         roi_features: [N, F, S, S] RoIAlign features (S = 14, or 28 for concat_28).
@@ -121,7 +123,9 @@ class MaskIoUHead(nn.Module):
             return roi_features * masks
         return torch.cat([roi_features, masks], dim=1)
 
-    def forward(self, roi_features: torch.Tensor, mask_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, roi_features: torch.Tensor, mask_probs: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """Return the predicted mask IoU of every RoI for every class, [N, num_classes]."""
         x = self.build_input(roi_features, mask_probs, labels)
         x = self.convs(x)

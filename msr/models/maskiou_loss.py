@@ -14,7 +14,9 @@ TARGET_VARIANTS = ("target_class", "all_classes_zero", "present_classes")
 def check_target_variant(variant: str) -> None:
     """Raise a ValueError naming the choices if `variant` is not a known training target."""
     if variant not in TARGET_VARIANTS:
-        raise ValueError(f"unknown MaskIoU training target {variant!r}; choose one of {', '.join(TARGET_VARIANTS)}")
+        raise ValueError(
+            f"unknown MaskIoU training target {variant!r}; choose one of {', '.join(TARGET_VARIANTS)}"
+        )
 
 
 def maskiou_loss(

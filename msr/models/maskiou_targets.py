@@ -52,7 +52,9 @@ def pixels_inside_boxes(masks: torch.Tensor, boxes: torch.Tensor, mask_idxs: tor
     return inside.to(torch.float32)
 
 
-def mask_area_ratios(gt_masks: torch.Tensor, proposals: torch.Tensor, matched_idxs: torch.Tensor) -> torch.Tensor:
+def mask_area_ratios(
+    gt_masks: torch.Tensor, proposals: torch.Tensor, matched_idxs: torch.Tensor
+) -> torch.Tensor:
     """Return [N]: the fraction of each matched GT instance's pixels that lie inside its proposal box.
 
     gt_masks: [G, H, W] full-resolution GT masks (0/1); proposals: [N, 4] xyxy in the same pixel frame;
@@ -87,7 +89,9 @@ def maskiou_targets(
     return overlap / union
 
 
-def crop_masks_to_boxes(masks: torch.Tensor, boxes: torch.Tensor, mask_idxs: torch.Tensor, size: int) -> torch.Tensor:
+def crop_masks_to_boxes(
+    masks: torch.Tensor, boxes: torch.Tensor, mask_idxs: torch.Tensor, size: int
+) -> torch.Tensor:
     """Return [N, size, size]: masks[mask_idxs[n]] cropped to boxes[n] and resized by RoIAlign.
 
     This is how torchvision builds the mask-loss targets (values in [0, 1], not binarised).

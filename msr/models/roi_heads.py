@@ -95,7 +95,9 @@ class MaskScoringRoIHeads(RoIHeads):
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
-            proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+            proposals, matched_idxs, labels, regression_targets = self.select_training_samples(
+                proposals, targets
+            )
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
         class_logits, box_regression = self.box_predictor(box_features)
@@ -103,7 +105,9 @@ class MaskScoringRoIHeads(RoIHeads):
         results: list[dict[str, torch.Tensor]] = []
         losses: dict[str, torch.Tensor] = {}
         if self.training:
-            loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+            loss_classifier, loss_box_reg = fastrcnn_loss(
+                class_logits, box_regression, labels, regression_targets
+            )
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:
             boxes, scores, pred_labels = self.postprocess_detections(
@@ -121,7 +125,10 @@ class MaskScoringRoIHeads(RoIHeads):
 
     # ----------------------------------------------------------------------------------------------
     def _mask_branch(
-        self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (pooled RoI features [N, F, 14, 14], mask logits [N, C, 28, 28]) for the boxes."""
         roi_features = self.mask_roi_pool(features, boxes, image_shapes)
@@ -166,12 +173,16 @@ class MaskScoringRoIHeads(RoIHeads):
             losses["loss_mask"] = mask_logits.sum() * 0
         else:
             rows = torch.arange(gt_labels.shape[0], device=gt_labels.device)
-            losses["loss_mask"] = F.binary_cross_entropy_with_logits(mask_logits[rows, gt_labels], mask_targets)
+            losses["loss_mask"] = F.binary_cross_entropy_with_logits(
+                mask_logits[rows, gt_labels], mask_targets
+            )
         if not self.has_maskiou:
             return losses
 
         mask_probs = mask_logits.sigmoid()  # [P, C, 28, 28]
-        pred_ious = self._maskiou_forward(features, pos_proposals, image_shapes, roi_features, mask_probs, gt_labels)
+        pred_ious = self._maskiou_forward(
+            features, pos_proposals, image_shapes, roi_features, mask_probs, gt_labels
+        )
         with torch.no_grad():
             ratios = torch.cat(
                 [mask_area_ratios(t["masks"], p, i) for t, p, i in zip(targets, pos_proposals, pos_matched)]

@@ -11,8 +11,6 @@ Three kinds of file are understood:
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -46,14 +44,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # torch raises many types on a damaged file; all mean "unreadable"
         if "weights_only" not in str(err):
-            raise WeightsError(f"cannot read weights file {path}: it is not a PyTorch checkpoint ({err})") from err
+            message = f"cannot read weights file {path}: not a valid PyTorch checkpoint ({err!r})"
+            raise WeightsError(message) from err
         # Lightning checkpoints may pickle config objects next to the tensors. The user named this file.
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err2:
-            raise WeightsError(f"cannot read weights file {path}: {err2}") from err2
+            raise WeightsError(f"cannot read weights file {path}: {err2!r}") from err2
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     elif isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
@@ -105,7 +104,12 @@ def _check_and_load(
         raise WeightsError(f"{path}: shape mismatch: {_first(details)}")
     state = {k: v for k, v in state.items() if k in own and k not in skipped}
     missing = [
-        k for k in own if k not in state and not k.startswith(allowed_missing) and not k.endswith("num_batches_tracked")
+        k
+        for k in own
+        if k not in state
+        and k not in skipped
+        and not k.startswith(allowed_missing)
+        and not k.endswith("num_batches_tracked")
     ]
     if missing:
         raise WeightsError(f"{path}: keys missing from the file: {_first(missing)}")

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from msr.models import INPUT_DESIGNS, MaskIoUHead
+
+
+def test_paper_parameter_count_computed_by_hand():
+    # conv1: 257 -> 256, 3x3, with bias; conv2-4: 256 -> 256; FC 256*7*7 -> 1024 -> 1024 -> 81.
+    conv1 = 257 * 256 * 9 + 256
+    conv_rest = 3 * (256 * 256 * 9 + 256)
+    fc1 = 256 * 7 * 7 * 1024 + 1024
+    fc2 = 1024 * 1024 + 1024
+    fc3 = 1024 * 81 + 81
+    expected = conv1 + conv_rest + fc1 + fc2 + fc3
+    head = MaskIoUHead(num_classes=81)
+    assert sum(p.numel() for p in head.parameters()) == expected == 16_341_329
+
+
+def test_paper_layers_and_init():
+    torch.manual_seed(0)
+    head = MaskIoUHead(num_classes=81).requires_grad_(False)
+    convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(1, 1), (1, 1), (1, 1), (2, 2)]
+    assert convs[0].in_channels == 257
+    assert all(float(c.bias.abs().max()) == 0 for c in convs)
+    # kaiming_normal fan_out for ReLU: std = sqrt(2 / (out_channels * 9))
+    expected_std = (2 / (256 * 9)) ** 0.5
+    assert abs(float(convs[1].weight.std()) - expected_std) / expected_std < 0.02
+    assert abs(float(head.predictor.weight.std()) - 0.01) < 0.001
+    fc1 = head.fcs[0]
+    # kaiming_uniform(a=1): bound = sqrt(6 / ((1 + 1) * fan_in)) = sqrt(3 / fan_in)
+    bound = (3 / fc1.in_features) ** 0.5
+    assert float(fc1.weight.abs().max()) <= bound
+    assert float(fc1.weight.abs().max()) > 0.99 * bound
+
+
+@pytest.mark.parametrize("design", INPUT_DESIGNS)
+def test_output_shape_for_every_input_design(design):
+    num_classes, n = 5, 3
+    head = MaskIoUHead(num_classes, in_channels=16, input_design=design, conv_channels=8, fc_dim=32)
+    size = 28 if design == "concat_28" else 14
+    feats = torch.randn(n, 16, size, size)
+    probs = torch.rand(n, num_classes, 28, 28)
+    labels = torch.tensor([1, 4, 2])
+    out = head(feats, probs, labels)
+    assert out.shape == (n, num_classes)
+    assert head(feats[:0], probs[:0], labels[:0]).shape == (0, num_classes)
+
+
+def test_concat_input_is_feature_plus_maxpooled_target_mask():
+    head = MaskIoUHead(3, in_channels=2, conv_channels=4, fc_dim=8)
+    feats = torch.randn(1, 2, 14, 14)
+    probs = torch.zeros(1, 3, 28, 28)
+    probs[0, 2, 0, 1] = 0.9  # one pixel of class 2, inside the first 2x2 pooling window
+    probs[0, 1] = 0.7  # another class everywhere: must not leak into the input
+    x = head.build_input(feats, probs, torch.tensor([2]))
+    assert x.shape == (1, 3, 14, 14)
+    torch.testing.assert_close(x[:, :2], feats)
+    assert float(x[0, 2, 0, 0]) == pytest.approx(0.9)
+    assert float(x[0, 2].sum()) == pytest.approx(0.9)
+
+
+def test_unknown_design_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown MaskIoU input design 'concatenate'"):
+        MaskIoUHead(3, input_design="concatenate")
