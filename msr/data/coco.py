@@ -1,0 +1,232 @@
+"""COCO instances data set (pycocotools) yielding torchvision detection samples with masks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from msr.data.coco_json import load_coco
+from msr.data.errors import DatasetError
+from msr.data.image_io import load_rgb_image, read_image_size
+from msr.data.segmentation import clean_polygons, decode_masks, rle_area, segmentation_to_rle
+
+logger = logging.getLogger(__name__)
+
+#: Name given to label 0 in ``class_names``.
+BACKGROUND = "__background__"
+
+Transform = Callable[[Any, dict], tuple[Any, dict]]
+
+
+def to_float_image(image: torch.Tensor) -> tv_tensors.Image:
+    """Return ``image`` as a float32 ``tv_tensors.Image`` in [0, 1] (uint8 is divided by 255)."""
+    return tv_tensors.Image(F.to_dtype(torch.as_tensor(image), torch.float32, scale=True))
+
+
+class CocoInstanceDataset(Dataset):
+    """COCO instances (boxes + masks) read with pycocotools; one sample per image.
+
+    A sample is ``(image, target)``:
+
+    - ``image``: ``tv_tensors.Image`` float32 [3, H, W] in [0, 1] (not normalised).
+    - ``target["boxes"]``: ``tv_tensors.BoundingBoxes`` [N, 4] XYXY float32, absolute pixels,
+      taken from the annotation ``bbox`` (COCO xywh -> xyxy, clipped to the image). The annotation
+      box, not the mask's box, is used because COCO box AP is scored against it; geometric
+      transforms move boxes and masks together so they stay consistent.
+    - ``target["labels"]``: int64 [N], contiguous labels 1..K (0 is background).
+    - ``target["masks"]``: ``tv_tensors.Mask`` uint8 [N, H, W] of 0/1, decoded in ``__getitem__``.
+    - ``target["image_id"]``: int, the original COCO image id.
+    - ``target["area"]``: float32 [N], the annotation ``area`` (original image pixels).
+    - ``target["iscrowd"]``: int64 [N] (all 0 unless ``include_crowd``).
+    - ``target["orig_size"]``: ``(H, W)`` of the image on disk, before transforms.
+
+    Crowd regions are excluded from targets by default (they stay in the JSON for evaluation).
+    Annotations with a box side < ``min_box_size`` px or without a usable polygon are dropped
+    and counted (logged; see ``stats``). Category ids map to labels by sorted id:
+    ``cat_id_to_label`` / ``label_to_cat_id``; ``class_names[label]`` names a label.
+
+    Missing images raise ``DatasetError`` at construction (naming the file); unreadable images or
+    images whose size differs from the JSON raise it when loaded. With ``skip_unreadable`` every
+    image header is checked up front and bad images are skipped instead; ``num_skipped`` and
+    ``skipped_files`` report them.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        ann_file: str | Path,
+        transforms: Transform | None = None,
+        *,
+        drop_empty: bool = False,
+        include_crowd: bool = False,
+        skip_unreadable: bool = False,
+        min_box_size: float = 1.0,
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.ann_file = Path(ann_file)
+        self.transforms = transforms
+        self.include_crowd = include_crowd
+        if not self.image_dir.is_dir():
+            raise DatasetError(f"image folder not found: {self.image_dir} (images of {self.ann_file})")
+        self.coco = load_coco(self.ann_file)
+
+        cat_ids = sorted(self.coco.cats)
+        self.cat_id_to_label: dict[int, int] = {cid: i + 1 for i, cid in enumerate(cat_ids)}
+        self.label_to_cat_id: dict[int, int] = {label: cid for cid, label in self.cat_id_to_label.items()}
+        self.class_names: list[str] = [BACKGROUND] + [str(self.coco.cats[c]["name"]) for c in cat_ids]
+
+        self.stats = {"degenerate_boxes": 0, "empty_polygons": 0, "crowd": 0, "empty_images_dropped": 0}
+        self._targets: dict[int, dict[str, Any]] = {}
+        image_ids = [img["id"] for img in self.coco.dataset["images"]]
+        for image_id in image_ids:
+            self._targets[image_id] = self._prepare_annotations(image_id, min_box_size)
+
+        if drop_empty:
+            kept = [i for i in image_ids if len(self._targets[i]["anns"]) > 0]
+            self.stats["empty_images_dropped"] = len(image_ids) - len(kept)
+            image_ids = kept
+
+        self.skipped_files: list[Path] = []
+        self.ids: list[int] = self._check_images(image_ids, skip_unreadable)
+        self.num_skipped = len(self.skipped_files)
+
+        dropped = {k: v for k, v in self.stats.items() if v}
+        if dropped:
+            logger.info("%s: %d images; dropped %s", self.ann_file, len(self.ids), dropped)
+
+    # -- construction helpers -------------------------------------------------------------------
+
+    def _prepare_annotations(self, image_id: int, min_box_size: float) -> dict[str, Any]:
+        """Return the kept annotations of one image with their boxes/labels/areas as arrays."""
+        info = self.coco.imgs[image_id]
+        height, width = int(info["height"]), int(info["width"])
+        kept = []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            crowd = int(ann.get("iscrowd", 0))
+            if crowd and not self.include_crowd:
+                self.stats["crowd"] += 1
+                continue
+            _, _, bw, bh = ann["bbox"]
+            if bw < min_box_size or bh < min_box_size:
+                self.stats["degenerate_boxes"] += 1
+                continue
+            segm = ann["segmentation"]
+            if isinstance(segm, list):
+                if not clean_polygons(segm):
+                    self.stats["empty_polygons"] += 1
+                    continue
+            elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
+                if [int(s) for s in segm["size"]] != [height, width]:
+                    raise DatasetError(
+                        f"{self.ann_file}: annotation {ann['id']} has RLE size {segm['size']} but image "
+                        f"{image_id} is {height}x{width}"
+                    )
+            else:
+                raise DatasetError(f"{self.ann_file}: annotation {ann['id']} has a malformed 'segmentation'")
+            kept.append(ann)
+        boxes = np.array([a["bbox"] for a in kept], dtype=np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        return {
+            "anns": kept,
+            "boxes": boxes,
+            "labels": np.array([self.cat_id_to_label[a["category_id"]] for a in kept], dtype=np.int64),
+            "iscrowd": np.array([int(a.get("iscrowd", 0)) for a in kept], dtype=np.int64),
+        }
+
+    def _check_images(self, image_ids: list[int], skip_unreadable: bool) -> list[int]:
+        """Return the image ids to use; raise on a missing file, or skip bad files if asked."""
+        if not skip_unreadable:
+            missing = [self.image_path(i) for i in image_ids if not self.image_path(i).is_file()]
+            if missing:
+                more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+                raise DatasetError(f"image file not found: {missing[0]}{more}, listed in {self.ann_file}")
+            return image_ids
+        kept = []
+        for image_id in image_ids:
+            path = self.image_path(image_id)
+            info = self.coco.imgs[image_id]
+            try:
+                size = read_image_size(path)
+            except DatasetError:
+                self.skipped_files.append(path)
+                continue
+            if size != (int(info["height"]), int(info["width"])):
+                self.skipped_files.append(path)
+                continue
+            kept.append(image_id)
+        if self.skipped_files:
+            logger.warning(
+                "%s: skipped %d missing or unreadable images (first: %s)",
+                self.ann_file,
+                len(self.skipped_files),
+                self.skipped_files[0],
+            )
+        return kept
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Return K + 1: the number of categories plus background."""
+        return len(self.class_names)
+
+    def image_path(self, image_id: int) -> Path:
+        """Return the path of the image file of ``image_id``."""
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+
+    def aspect_ratios(self) -> list[float]:
+        """Return width / height of every image in dataset order (read from the JSON, no I/O)."""
+        infos = (self.coco.imgs[i] for i in self.ids)
+        return [float(info["width"]) / float(info["height"]) for info in infos]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_target(self, index: int, height: int, width: int) -> dict[str, Any]:
+        """Return the untransformed target dict of sample ``index`` (masks decoded now)."""
+        image_id = self.ids[index]
+        prepared = self._targets[image_id]
+        anns = prepared["anns"]
+        rles = [segmentation_to_rle(a["segmentation"], height, width) for a in anns]
+        masks = decode_masks(rles, height, width)
+        areas = [float(a["area"]) if "area" in a else float(rle_area(r)) for a, r in zip(anns, rles)]
+        return {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(prepared["boxes"].copy()),
+                format=tv_tensors.BoundingBoxFormat.XYXY,
+                canvas_size=(height, width),
+            ),
+            "labels": torch.from_numpy(prepared["labels"].copy()),
+            "masks": tv_tensors.Mask(torch.from_numpy(masks)),
+            "image_id": int(image_id),
+            "area": torch.tensor(areas, dtype=torch.float32),
+            "iscrowd": torch.from_numpy(prepared["iscrowd"].copy()),
+            "orig_size": (height, width),
+        }
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
+        image_id = self.ids[index]
+        path = self.image_path(image_id)
+        rgb = load_rgb_image(path)
+        height, width = rgb.shape[:2]
+        info = self.coco.imgs[image_id]
+        if (height, width) != (int(info["height"]), int(info["width"])):
+            raise DatasetError(
+                f"image {path} is {width}x{height} (WxH) but {self.ann_file} says "
+                f"{info['width']}x{info['height']}"
+            )
+        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))  # [3, H, W] uint8
+        target = self.load_target(index, height, width)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return to_float_image(image), target

@@ -1,0 +1,327 @@
+"""Converters to COCO instances JSON, and the ``msr-convert`` command line.
+
+- ``via``: VGG Image Annotator JSON (1.x, as the balloon set, or a 2.x project file).
+- ``masks``: instance label PNGs (one per picture; pixel value = instance id, 0 = background).
+
+Image ``file_name`` entries are relative to the image folder; image sizes are read from the
+image files; image ids are 1..N in file-name order and category ids 1..K in name order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from msr.data.coco_json import read_json
+from msr.data.errors import DatasetError
+from msr.data.image_io import IMAGE_EXTENSIONS, read_image_size
+from msr.data.segmentation import mask_to_rle, rle_bbox_xywh
+
+logger = logging.getLogger(__name__)
+
+_ELLIPSE_POINTS = 32
+
+
+def _polygon_area(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Return the area enclosed by a polygon (shoelace formula), as COCO's polygon areas are."""
+    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+
+
+def _coco_dict(images: list[dict], annotations: list[dict], names: Sequence[str], description: str) -> dict:
+    """Return a COCO instances dict; annotation ``category`` names become ids 1..K (sorted names)."""
+    cat_ids = {name: i + 1 for i, name in enumerate(sorted(set(names)))}
+    for i, ann in enumerate(annotations):
+        ann["id"] = i + 1
+        ann["category_id"] = cat_ids[ann.pop("category")]
+    return {
+        "info": {"description": description},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": cid, "name": name, "supercategory": ""} for name, cid in cat_ids.items()],
+    }
+
+
+# -- VIA -----------------------------------------------------------------------------------------
+
+
+def _via_region_polygon(shape: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Return the outline ``(xs, ys)`` of a VIA region in pixel-index coordinates, or None if unsupported."""
+    name = shape.get("name")
+    if name == "polygon":
+        return [float(x) for x in shape["all_points_x"]], [float(y) for y in shape["all_points_y"]]
+    if name == "rect":
+        x, y, w, h = (float(shape[k]) for k in ("x", "y", "width", "height"))
+        return [x, x + w, x + w, x], [y, y, y + h, y + h]
+    if name in ("circle", "ellipse"):
+        cx, cy = float(shape["cx"]), float(shape["cy"])
+        rx = float(shape["r"]) if name == "circle" else float(shape["rx"])
+        ry = float(shape["r"]) if name == "circle" else float(shape["ry"])
+        theta = float(shape.get("theta", 0.0))
+        t = np.linspace(0, 2 * math.pi, _ELLIPSE_POINTS, endpoint=False)
+        xs = cx + rx * np.cos(t) * math.cos(theta) - ry * np.sin(t) * math.sin(theta)
+        ys = cy + rx * np.cos(t) * math.sin(theta) + ry * np.sin(t) * math.cos(theta)
+        return xs.tolist(), ys.tolist()
+    return None
+
+
+def _via_category(region: Mapping[str, Any], default: str, attribute: str | None) -> str:
+    """Return a region's category: ``region_attributes[attribute]`` if set, else ``default``."""
+    if attribute is None:
+        return default
+    value = region.get("region_attributes", {}).get(attribute)
+    if isinstance(value, dict):  # VIA checkbox attributes: {"name": true, ...}
+        value = next((k for k, v in value.items() if v), None)
+    return str(value) if value not in (None, "") else default
+
+
+def via_to_coco(
+    via_json: str | Path,
+    image_dir: str | Path | None = None,
+    category: str = "object",
+    category_attribute: str | None = None,
+) -> dict:
+    """Return a COCO instances dict converted from a VIA annotation file.
+
+    Polygons, rectangles, circles and ellipses become polygons (others are skipped and logged).
+    VIA stores integer pixel indices; 0.5 is added so outlines pass through pixel centres in COCO's
+    continuous coordinates. ``area`` is the polygon area (as COCO's), ``bbox`` its extent.
+    Every region gets ``category`` unless ``category_attribute`` names a region attribute holding
+    the class. ``image_dir`` defaults to the JSON's folder; image sizes are read from the files.
+
+    Raises:
+        DatasetError: naming the file when the JSON is malformed or an image is missing/unreadable.
+    """
+    via_json = Path(via_json)
+    image_dir = Path(image_dir) if image_dir is not None else via_json.parent
+    data = read_json(via_json)
+    if isinstance(data, dict) and "_via_img_metadata" in data:  # VIA 2.x project file
+        data = data["_via_img_metadata"]
+    if not isinstance(data, dict):
+        raise DatasetError(f"{via_json}: expected a VIA object keyed by image, got {type(data).__name__}")
+    entries = []
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or "filename" not in entry:
+            raise DatasetError(f"{via_json}: entry {key!r} is missing required key 'filename'")
+        regions = entry.get("regions", {})
+        entries.append(
+            (str(entry["filename"]), list(regions.values()) if isinstance(regions, dict) else regions)
+        )
+    entries.sort(key=lambda e: e[0])
+
+    images, annotations, names, skipped = [], [], [], 0
+    for image_id, (file_name, regions) in enumerate(entries, start=1):
+        height, width = read_image_size(image_dir / file_name)
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        for region in regions:
+            try:
+                outline = _via_region_polygon(region["shape_attributes"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DatasetError(f"{via_json}: malformed region of {file_name}: {exc!r}") from exc
+            if outline is None or len(outline[0]) < 3 or len(outline[0]) != len(outline[1]):
+                skipped += 1
+                continue
+            xs = [x + 0.5 for x in outline[0]]
+            ys = [y + 0.5 for y in outline[1]]
+            x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+            name = _via_category(region, category, category_attribute)
+            names.append(name)
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "category": name,
+                    "segmentation": [[c for xy in zip(xs, ys) for c in xy]],
+                    "area": _polygon_area(xs, ys),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": 0,
+                }
+            )
+    if skipped:
+        logger.warning("%s: skipped %d regions with unsupported or degenerate shapes", via_json, skipped)
+    if not names:
+        names = [category]
+    return _coco_dict(images, annotations, names, f"converted from {via_json.name}")
+
+
+# -- instance label PNGs -------------------------------------------------------------------------
+
+
+def _read_label_image(path: Path) -> np.ndarray:
+    """Return an instance label image as an [H, W] integer array (palette indices kept as ids)."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P", "I", "I;16", "I;16L", "I;16B", "1"):
+                raise DatasetError(
+                    f"instance mask {path} has mode {image.mode}; expected a single-channel label image"
+                )
+            return np.asarray(image).astype(np.int64)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"cannot read instance mask {path}: {exc}") from exc
+
+
+def _find_image(image_dir: Path, relative_stem: Path) -> Path:
+    """Return the picture ``image_dir/relative_stem.<image extension>`` (error names what was sought)."""
+    folder = image_dir / relative_stem.parent
+    candidates = (
+        sorted(p for p in folder.glob(f"{relative_stem.name}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if folder.is_dir()
+        else []
+    )
+    if not candidates:
+        raise DatasetError(
+            f"no image found for mask {relative_stem}: looked for {folder / relative_stem.name}.*"
+        )
+    return candidates[0]
+
+
+def _instance_category(
+    category_map: Mapping[str, Mapping[str, str]] | None,
+    stem: str,
+    value: int,
+    default: str | None,
+    mask: Path,
+) -> str:
+    """Return the category of instance ``value`` in mask ``stem`` from the map, else ``default``."""
+    if category_map is not None:
+        for key in (stem, "*"):
+            per_image = category_map.get(key)
+            if per_image is not None and str(value) in per_image:
+                return str(per_image[str(value)])
+    if default is None:
+        raise DatasetError(f"{mask}: no category for instance value {value} (give --category or a mapping)")
+    return default
+
+
+def masks_to_coco(
+    mask_dir: str | Path,
+    image_dir: str | Path,
+    category: str | None = None,
+    category_map: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict:
+    """Return a COCO instances dict converted from instance label PNGs.
+
+    Each ``*.png`` under ``mask_dir`` (recursively) labels the picture with the same relative path
+    and stem under ``image_dir`` (any image extension): value 0 is background, every other value
+    one instance, stored as compressed RLE with its pixel ``area`` and tight ``bbox``. Categories
+    come from ``category_map`` — ``{"<mask stem or relative stem>": {"<value>": "<name>"}}``, with
+    ``"*"`` applying to every mask — and fall back to ``category``.
+
+    Raises:
+        DatasetError: naming the file when a mask has no picture, differs in size or is unreadable.
+    """
+    mask_dir, image_dir = Path(mask_dir), Path(image_dir)
+    if not mask_dir.is_dir():
+        raise DatasetError(f"mask folder not found: {mask_dir}")
+    if category is None and category_map is None:
+        raise DatasetError("give a category name or a category map for the instance masks")
+    mask_files = sorted(p for p in mask_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".png")
+    if not mask_files:
+        raise DatasetError(f"no instance mask PNGs found under {mask_dir}")
+    images, annotations, names = [], [], []
+    for image_id, mask_path in enumerate(mask_files, start=1):
+        relative_stem = mask_path.relative_to(mask_dir).with_suffix("")
+        image_path = _find_image(image_dir, relative_stem)
+        height, width = read_image_size(image_path)
+        labels = _read_label_image(mask_path)
+        if labels.shape != (height, width):
+            raise DatasetError(
+                f"instance mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but image {image_path} "
+                f"is {width}x{height}"
+            )
+        file_name = image_path.relative_to(image_dir).as_posix()
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        for value in np.unique(labels):
+            if value == 0:
+                continue
+            mask = labels == value
+            rle = mask_to_rle(mask)
+            name = _instance_category(category_map, relative_stem.as_posix(), int(value), category, mask_path)
+            names.append(name)
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "category": name,
+                    "segmentation": rle,
+                    "area": int(mask.sum()),
+                    "bbox": rle_bbox_xywh(rle),
+                    "iscrowd": 0,
+                }
+            )
+    if not names and category is not None:
+        names = [category]
+    return _coco_dict(images, annotations, names, f"converted from instance masks in {mask_dir.name}")
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def write_coco(data: dict, out: str | Path) -> Path:
+    """Write a COCO dict as JSON to ``out`` (parent folders created); return the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data))
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msr-convert", description="Convert annotations to COCO instances JSON."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    via = sub.add_parser("via", help="VGG Image Annotator JSON (polygons, rects, circles, ellipses)")
+    via.add_argument("via_json", type=Path, help="VIA annotation file, e.g. via_region_data.json")
+    via.add_argument("--images", type=Path, default=None, help="image folder (default: the JSON's folder)")
+    via.add_argument("--out", type=Path, required=True, help="COCO JSON to write")
+    via.add_argument("--category", default="object", help="category of every region (default: object)")
+    via.add_argument("--category-attribute", default=None, help="region attribute holding the category")
+
+    masks = sub.add_parser("masks", help="instance label PNGs (value = instance id, 0 = background)")
+    masks.add_argument("mask_dir", type=Path, help="folder of label PNGs, named like the pictures")
+    masks.add_argument("--images", type=Path, required=True, help="image folder")
+    masks.add_argument("--out", type=Path, required=True, help="COCO JSON to write")
+    masks.add_argument("--category", default=None, help="category of every instance (or of unmapped ones)")
+    masks.add_argument(
+        "--category-map",
+        type=Path,
+        default=None,
+        help='JSON {"<mask stem>|*": {"<value>": "<category>"}} mapping instance values to categories',
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``msr-convert``; return the exit status (0 on success, 2 with one error line otherwise)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "via":
+            data = via_to_coco(args.via_json, args.images, args.category, args.category_attribute)
+        else:
+            category_map = read_json(args.category_map) if args.category_map is not None else None
+            if category_map is not None and not isinstance(category_map, dict):
+                raise DatasetError(f"{args.category_map}: expected a JSON object")
+            data = masks_to_coco(args.mask_dir, args.images, args.category, category_map)
+        out = write_coco(data, args.out)
+    except DatasetError as exc:
+        print(f"msr-convert: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {out}: {len(data['images'])} images, {len(data['annotations'])} instances, "
+        f"{len(data['categories'])} categories"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Unlabelled pictures from a folder, for prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from msr.data.coco import to_float_image
+from msr.data.errors import DatasetError
+from msr.data.image_io import IMAGE_EXTENSIONS, load_rgb_image
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Return the image files under ``root`` (recursive, by extension, sorted by relative path)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+class ImageFolderDataset(Dataset):
+    """All jpg/png/... pictures under a folder; one sample per picture.
+
+    A sample is ``(image, target)`` with ``image`` a float32 ``tv_tensors.Image`` [3, H, W] in
+    [0, 1] and ``target = {"image_id": int, "file_name": str, "orig_size": (H, W)}``: ``image_id``
+    is the index in the sorted file list and ``file_name`` the path relative to ``root``.
+    ``transforms`` (e.g. ``build_transforms(train=False, ...)``) receive ``(image, target)``.
+    """
+
+    def __init__(
+        self, root: str | Path, transforms: Callable[[Any, dict], tuple[Any, dict]] | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.files = list_images(self.root)
+        if not self.files:
+            raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}")
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
+        path = self.files[index]
+        rgb = load_rgb_image(path)
+        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
+        target = {
+            "image_id": index,
+            "file_name": path.relative_to(self.root).as_posix(),
+            "orig_size": (int(rgb.shape[0]), int(rgb.shape[1])),
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return to_float_image(image), target

@@ -1,0 +1,201 @@
+"""Model outputs (torchvision Mask R-CNN convention) → COCO result dicts, and checks of result lists.
+
+Mask binarisation: a pixel belongs to the mask when its probability is **≥ 0.5** (`mask_threshold`).
+detectron2 pastes masks with `masks >= threshold` (0.5); torchvision's reference `coco_eval.py` uses
+`masks > 0.5`. The two differ only on pixels whose probability is exactly 0.5.
+
+Segm results carry two extra keys that COCOeval ignores and calibration uses:
+`class_score` (the box/class score) and, for MS R-CNN only, `mask_iou` (the predicted IoU of the
+predicted class). Their `score` is `mask_scores` when present, else `scores × mask_ious` when
+`mask_ious` is present, else the box score (Mask R-CNN baseline). Segm results carry no `bbox` key:
+both COCO APIs would then take the box area instead of the mask area for the small/medium/large split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+
+from msr.evaluation.errors import EvaluationError
+
+# label → COCO category id: a sequence `cat_ids` of K ids (label k ↦ cat_ids[k - 1], label 0 is the
+# background), or an explicit mapping {label: cat_id}.
+LabelMap = Sequence[int] | Mapping[int, int]
+
+IOU_TYPES = ("bbox", "segm")
+
+
+def label_lookup(label_to_cat_id: LabelMap) -> tuple[np.ndarray, np.ndarray]:
+    """Return (table, valid): `table[label]` is the category id of `label` where `valid[label]` is True."""
+    if isinstance(label_to_cat_id, Mapping):
+        pairs = {int(k): int(v) for k, v in label_to_cat_id.items()}
+    else:
+        pairs = {i + 1: int(c) for i, c in enumerate(label_to_cat_id)}
+    size = max(pairs, default=0) + 1
+    if min(pairs, default=0) < 0:
+        raise EvaluationError(f"label→category mapping has a negative label: {min(pairs)}")
+    table = np.zeros(size, dtype=np.int64)
+    valid = np.zeros(size, dtype=bool)
+    for label, cat in pairs.items():
+        table[label] = cat
+        valid[label] = True
+    return table, valid
+
+
+def encode_masks(masks: torch.Tensor) -> list[dict[str, Any]]:
+    """Return one compressed COCO RLE (counts as str) per binary mask of `masks` [N, H, W] (bool/uint8).
+
+    All N masks go to pycocotools in one Fortran-ordered [H, W, N] uint8 array, without a host-side copy.
+    """
+    if masks.ndim != 3:
+        raise EvaluationError(f"masks must be [N, H, W] after squeezing, got shape {tuple(masks.shape)}")
+    if masks.shape[0] == 0:
+        return []
+    # [N, W, H] contiguous == [H, W, N] in Fortran order once transposed on the host
+    fortran = masks.to(torch.uint8).transpose(1, 2).contiguous().cpu().numpy().transpose(2, 1, 0)
+    rles = mask_utils.encode(fortran)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def predictions_to_coco(
+    output: Mapping[str, torch.Tensor],
+    image_id: int,
+    label_to_cat_id: LabelMap,
+    mask_threshold: float = 0.5,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return (bbox_results, segm_results) in COCO result format for one image's model output.
+
+    `output`: `boxes` [N, 4] xyxy pixels of the original image, `labels` [N] contiguous (1..K),
+    `scores` [N]; optionally `masks` [N, 1, H, W] (or [N, H, W]) probabilities pasted in the image,
+    `mask_ious` [N] and `mask_scores` [N] (MS R-CNN). bbox results: `bbox` xywh, `score` = box score.
+    segm results (only when `masks` is present): `segmentation` RLE of `masks >= mask_threshold`,
+    `score` (see the module docstring), `class_score`, and `mask_iou` when the model predicts it.
+    """
+    image_id = int(image_id)
+    for key in ("boxes", "labels", "scores"):
+        if key not in output:
+            raise EvaluationError(f"model output for image {image_id} has no key {key!r}")
+    boxes = torch.as_tensor(output["boxes"]).detach()
+    n = boxes.shape[0] if boxes.ndim == 2 else -1
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise EvaluationError(f"output 'boxes' of image {image_id} must be [N, 4], got {tuple(boxes.shape)}")
+    per_det = {}
+    for key in ("labels", "scores", "mask_ious", "mask_scores"):
+        if key in output and output[key] is not None:
+            value = torch.as_tensor(output[key]).detach().reshape(-1)
+            if value.shape[0] != n:
+                raise EvaluationError(
+                    f"output {key!r} of image {image_id} has {value.shape[0]} entries, 'boxes' has {n}"
+                )
+            per_det[key] = value.cpu()
+    if n == 0:
+        return [], []
+
+    labels = per_det["labels"].to(torch.int64).numpy()
+    table, valid = label_lookup(label_to_cat_id)
+    known = (labels >= 0) & (labels < len(table))
+    known[known] = valid[labels[known]]
+    if not known.all():
+        bad = sorted({int(x) for x in labels[~known]})
+        raise EvaluationError(
+            f"output 'labels' of image {image_id} holds labels {bad} that the label→category mapping "
+            f"does not know (it maps labels {np.flatnonzero(valid).tolist()})"
+        )
+    cat_ids = table[labels].tolist()
+    scores = per_det["scores"].to(torch.float64)
+    xywh = boxes.to(torch.float64).cpu()
+    xywh[:, 2:] -= xywh[:, :2]
+    bbox_results = [
+        {"image_id": image_id, "category_id": c, "bbox": b, "score": s}
+        for c, b, s in zip(cat_ids, xywh.tolist(), scores.tolist())
+    ]
+
+    if "masks" not in output or output["masks"] is None:
+        return bbox_results, []
+    masks = torch.as_tensor(output["masks"]).detach()
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3 or masks.shape[0] != n:
+        raise EvaluationError(
+            f"output 'masks' of image {image_id} must be [N, 1, H, W] with N={n}, got {tuple(masks.shape)}"
+        )
+    binary = masks if masks.dtype == torch.bool else masks >= mask_threshold
+    rles = encode_masks(binary)
+
+    mask_ious = per_det.get("mask_ious")
+    if "mask_scores" in per_det:
+        mask_scores = per_det["mask_scores"].to(torch.float64)
+    elif mask_ious is not None:
+        mask_scores = scores * mask_ious.to(torch.float64)
+    else:
+        mask_scores = scores
+    segm_results = [
+        {"image_id": image_id, "category_id": c, "segmentation": rle, "score": s, "class_score": cs}
+        for c, rle, s, cs in zip(cat_ids, rles, mask_scores.tolist(), scores.tolist())
+    ]
+    if mask_ious is not None:
+        for res, iou in zip(segm_results, mask_ious.to(torch.float64).tolist()):
+            res["mask_iou"] = iou
+    return bbox_results, segm_results
+
+
+def check_results(
+    results: Any,
+    iou_type: str,
+    image_sizes: Mapping[int, tuple[int, int]],
+    cat_ids: Collection[int],
+    source: str = "results",
+) -> None:
+    """Raise EvaluationError (naming `source` and the key or id at fault) unless `results` are valid.
+
+    Checks: a list of dicts with `image_id`, `category_id`, `score` and `bbox` (4 numbers) or `segmentation`
+    (an RLE dict with `size` and `counts`); image ids and category ids known to the ground truth; each
+    RLE `size` equal to its image's [height, width].
+    """
+    if iou_type not in IOU_TYPES:
+        raise EvaluationError(f"unknown iou type {iou_type!r}; choose from {list(IOU_TYPES)}")
+    if not isinstance(results, list):
+        raise EvaluationError(f"{source}: must be a JSON list of detections, got {type(results).__name__}")
+    geometry = "bbox" if iou_type == "bbox" else "segmentation"
+    required = ("image_id", "category_id", "score", geometry)
+    for i, res in enumerate(results):
+        if not isinstance(res, Mapping):
+            raise EvaluationError(f"{source}[{i}]: must be an object, got {type(res).__name__}")
+        for key in required:
+            if key not in res:
+                raise EvaluationError(f"{source}[{i}]: missing key {key!r} needed for {iou_type} evaluation")
+    unknown_images = {r["image_id"] for r in results} - set(image_sizes)
+    if unknown_images:
+        raise EvaluationError(
+            f"{source}: 'image_id' values not in the ground truth: {sorted(unknown_images, key=str)[:5]}"
+            + (" ..." if len(unknown_images) > 5 else "")
+        )
+    unknown_cats = {r["category_id"] for r in results} - set(cat_ids)
+    if unknown_cats:
+        raise EvaluationError(
+            f"{source}: 'category_id' values not in the ground truth: {sorted(unknown_cats, key=str)[:5]}"
+            + (" ..." if len(unknown_cats) > 5 else "")
+        )
+    for i, res in enumerate(results):
+        if iou_type == "bbox":
+            box = res["bbox"]
+            if not isinstance(box, (list, tuple)) or len(box) != 4:
+                raise EvaluationError(f"{source}[{i}]: 'bbox' must be [x, y, w, h], got {box!r}")
+            continue
+        seg = res["segmentation"]
+        if not isinstance(seg, Mapping) or "counts" not in seg or "size" not in seg:
+            raise EvaluationError(
+                f"{source}[{i}]: 'segmentation' must be an RLE dict with 'size' and 'counts' "
+                f"(polygon results are not supported)"
+            )
+        if list(seg["size"]) != list(image_sizes[res["image_id"]]):
+            raise EvaluationError(
+                f"{source}[{i}]: 'segmentation' size {list(seg['size'])} differs from image "
+                f"{res['image_id']}'s [height, width] {list(image_sizes[res['image_id']])}"
+            )

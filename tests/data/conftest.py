@@ -1,0 +1,75 @@
+"""Shared fixtures of the msr.data tests: tiny real files in temporary folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from msr.data.synthetic import SyntheticCoco, write_synthetic_coco
+
+# ``../shared`` beside the repository root (tests/data/conftest.py -> parents[2] is the root).
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+COCO_FIXTURE = SHARED / "data" / "coco_eval_fixture" / "instances_val2014_100.json"
+BALLOON = SHARED / "data" / "balloon"
+
+
+@pytest.fixture(scope="session")
+def coco_fixture_json() -> Path:
+    """The real COCO val2014 annotations of 100 images (polygons, RLE, crowd); skip if absent."""
+    if not COCO_FIXTURE.is_file():
+        pytest.skip(f"shared COCO fixture not found at {COCO_FIXTURE}")
+    return COCO_FIXTURE
+
+
+@pytest.fixture(scope="session")
+def coco_fixture_images(coco_fixture_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of blank JPEG pictures with the names and sizes the COCO fixture lists."""
+    folder = tmp_path_factory.mktemp("coco_fixture_images")
+    for image in json.loads(coco_fixture_json.read_text())["images"]:
+        Image.new("RGB", (image["width"], image["height"])).save(folder / image["file_name"], format="JPEG")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def balloon_dir() -> Path:
+    """The balloon set (VIA polygons); skip if the shared folder is absent."""
+    if not (BALLOON / "train" / "via_region_data.json").is_file():
+        pytest.skip(f"shared balloon set not found at {BALLOON}")
+    return BALLOON
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCoco:
+    """A tiny synthetic COCO set: 8 train and 4 val pictures of 64 px."""
+    root = tmp_path_factory.mktemp("synthetic") / "set"
+    return write_synthetic_coco(root, num_train=8, num_val=4, image_size=64, seed=3)
+
+
+def write_image(path: Path, height: int, width: int, value: int = 128) -> Path:
+    """Write a flat RGB PNG of the given size and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def write_coco_json(path: Path, images: list[dict], annotations: list[dict], categories: list[dict]) -> Path:
+    """Write a COCO instances JSON and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def square_polygon(x: float, y: float, size: float) -> list[list[float]]:
+    """Return a COCO polygon segmentation of an axis-aligned square."""
+    return [[x, y, x + size, y, x + size, y + size, x, y + size]]
+
+
+@pytest.fixture
+def files() -> SimpleNamespace:
+    """Helpers that write small real files: ``image``, ``coco_json``, ``square``."""
+    return SimpleNamespace(image=write_image, coco_json=write_coco_json, square=square_polygon)

@@ -1,0 +1,190 @@
+"""MaskIoU calibration: true IoUs, correlations on hand-built cases with known answers, upper bound."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from msr.evaluation import (
+    calibration_data,
+    calibration_metrics,
+    compute_calibration,
+    evaluate_coco,
+    score_results_file,
+    true_mask_ious,
+    upper_bound_results,
+)
+
+H = W = 30
+TRUE_IOUS = [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+@pytest.fixture
+def strip_case(synth):
+    """GT: one 10x10 square of 'cat' plus a crowd 'cat' region; detections with IoU 0.2..1.0 + 2 unmatched."""
+    gt = {
+        "images": [{"id": 1, "height": H, "width": W}],
+        "categories": [dict(c) for c in synth.CATEGORIES],
+        "annotations": [
+            synth.annotation(1, 1, 3, H, W, (0, 0, 10, 10)),
+            synth.annotation(2, 1, 3, H, W, (15, 15, 30, 30), crowd=1),
+        ],
+    }
+    results = []
+    for t in TRUE_IOUS:  # columns 0..k of the square: IoU k/10
+        k = round(t * 10)
+        results.append(
+            {
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": synth.rle_of(synth.rect_mask(H, W, 0, 0, k, 10)),
+                "class_score": 1.0 - 0.5 * t,  # anti-monotonic in the true IoU
+                "mask_iou": 0.5 * t + 0.2,  # a linear function of the true IoU
+                "score": (1.0 - 0.5 * t) * (0.5 * t + 0.2),
+            }
+        )
+    unmatched = [
+        (3, (16, 16, 28, 28)),  # inside the crowd region only: crowd GT does not count
+        (7, (0, 0, 10, 10)),  # right place, wrong category
+    ]
+    for cat, box in unmatched:
+        results.append(
+            {
+                "image_id": 1,
+                "category_id": cat,
+                "segmentation": synth.rle_of(synth.rect_mask(H, W, *box)),
+                "class_score": 0.99,
+                "mask_iou": 0.9,
+                "score": 0.891,
+            }
+        )
+    return gt, results
+
+
+def test_true_ious_of_rectangles(strip_case):
+    gt, results = strip_case
+    np.testing.assert_allclose(true_mask_ious(results, gt), [*TRUE_IOUS, 0.0, 0.0], rtol=0, atol=1e-12)
+
+
+def test_known_correlations(strip_case):
+    gt, results = strip_case
+    metrics, data = compute_calibration(results, gt)
+    assert metrics["calib/num_detections"] == 7
+    assert metrics["calib/num_matched"] == 5
+    assert metrics["calib/num_unmatched"] == 2
+    assert metrics["calib/mean_true_iou"] == pytest.approx(0.6)
+    assert metrics["calib/pearson_pred_iou"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["calib/spearman_pred_iou"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["calib/pearson_class_score"] == pytest.approx(-1.0, abs=1e-12)
+    assert metrics["calib/spearman_class_score"] == pytest.approx(-1.0, abs=1e-12)
+    # |0.5 t + 0.2 - t| for t = .2 .. 1.0 → .1 0 .1 .2 .3
+    assert metrics["calib/mae_pred_iou"] == pytest.approx(0.14)
+    t = np.array(TRUE_IOUS)
+    ms = (1 - 0.5 * t) * (0.5 * t + 0.2)
+    assert metrics["calib/pearson_mask_score"] == pytest.approx(np.corrcoef(t, ms)[0, 1], abs=1e-12)
+    # the per-detection arrays come back for plots, in result order
+    np.testing.assert_allclose(data.true_iou[:5], t, atol=1e-12)
+    np.testing.assert_allclose(data.pred_iou[:5], 0.5 * t + 0.2)
+    assert data.matched.tolist() == [True] * 5 + [False] * 2
+
+
+def test_baseline_has_no_mask_score_metrics(strip_case):
+    gt, results = strip_case
+    baseline = [{k: v for k, v in r.items() if k not in ("mask_iou", "class_score")} for r in results]
+    metrics, data = compute_calibration(baseline, gt)
+    assert set(metrics) == {
+        "calib/num_detections",
+        "calib/num_matched",
+        "calib/num_unmatched",
+        "calib/mean_true_iou",
+        "calib/pearson_class_score",
+        "calib/spearman_class_score",
+    }
+    assert np.isnan(data.pred_iou).all()
+    np.testing.assert_array_equal(data.class_score, [r["score"] for r in results])  # score stands in
+
+
+def test_degenerate_cases_are_nan(strip_case):
+    gt, results = strip_case
+    one = calibration_metrics(calibration_data(results[:1], gt))
+    assert one["calib/num_matched"] == 1
+    assert math.isnan(one["calib/pearson_class_score"]) and math.isnan(one["calib/spearman_pred_iou"])
+    assert one["calib/mae_pred_iou"] == pytest.approx(abs(0.3 - 0.2))
+    constant = [{**r, "class_score": 0.5} for r in results]
+    m = calibration_metrics(calibration_data(constant, gt))
+    assert math.isnan(m["calib/pearson_class_score"]) and math.isnan(m["calib/spearman_class_score"])
+    assert m["calib/pearson_pred_iou"] == pytest.approx(1.0)
+    none = calibration_metrics(calibration_data(results[5:], gt))  # unmatched only
+    assert none["calib/num_matched"] == 0 and math.isnan(none["calib/mean_true_iou"])
+    assert math.isnan(none["calib/mae_pred_iou"])
+    empty = calibration_metrics(calibration_data([], gt))
+    assert empty["calib/num_detections"] == 0 and math.isnan(empty["calib/pearson_class_score"])
+
+
+def test_upper_bound_rescoring(strip_case):
+    gt, results = strip_case
+    rescored = upper_bound_results(results, gt)
+    expected = [(1 - 0.5 * t) * t for t in TRUE_IOUS] + [0.0, 0.0]
+    assert [r["score"] for r in rescored] == pytest.approx(expected)
+    assert [r["true_iou"] for r in rescored] == pytest.approx([*TRUE_IOUS, 0.0, 0.0])
+    assert results[0]["score"] == pytest.approx((1 - 0.1) * 0.3)  # input untouched
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_upper_bound_fixes_a_bad_ranking(synth, backend):
+    gt = {
+        "images": [{"id": 1, "height": H, "width": W}],
+        "categories": [dict(c) for c in synth.CATEGORIES],
+        "annotations": [synth.annotation(1, 1, 3, H, W, (0, 0, 10, 10))],
+    }
+    good = synth.rle_of(synth.rect_mask(H, W, 0, 0, 10, 10))  # IoU 1.0
+    bad = synth.rle_of(synth.rect_mask(H, W, 0, 0, 7, 10))  # IoU 0.7
+    results = [
+        {"image_id": 1, "category_id": 3, "segmentation": good, "score": 0.8, "class_score": 0.8},
+        {"image_id": 1, "category_id": 3, "segmentation": bad, "score": 0.9, "class_score": 0.9},
+    ]
+    plain = evaluate_coco(results, gt, "segm", backend)["segm/AP"]
+    upper = evaluate_coco(upper_bound_results(results, gt), gt, "segm", backend)["segm/AP"]
+    assert plain < 1.0
+    assert upper == pytest.approx(1.0, abs=1e-15)  # pycocotools: 1/(1+eps) for a single TP
+
+
+def test_true_ious_agree_with_cocoeval_on_fixture(fixture_dir):
+    gt_path = fixture_dir / "instances_val2014_100.json"
+    results = json.loads((fixture_dir / "instances_val2014_fakesegm100_results.json").read_text())
+    ours = true_mask_ious(results, gt_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(json.loads(json.dumps(results))), "segm")
+        coco_eval.evaluate()
+    expected = np.zeros(len(results))
+    for key, dts in coco_eval._dts.items():
+        ious = coco_eval.ious[key]
+        if len(ious) == 0:
+            continue
+        order = np.argsort([-d["score"] for d in dts], kind="mergesort")  # COCOeval's row order
+        non_crowd = np.array([not g["iscrowd"] for g in coco_eval._gts[key]])
+        for row, d in enumerate(order):
+            if non_crowd.any():
+                expected[dts[d]["id"] - 1] = ious[row, non_crowd].max()
+    np.testing.assert_array_equal(ours, expected)
+    assert (ours > 0).sum() == 651
+
+
+def test_fixture_upper_bound_beats_box_scores(fixture_dir):
+    metrics = score_results_file(
+        fixture_dir / "instances_val2014_fakesegm100_results.json",
+        fixture_dir / "instances_val2014_100.json",
+        print_fn=None,
+        calibration=True,
+        upper_bound=True,
+    )
+    assert metrics["segm_upper_bound/AP"] > metrics["segm/AP"] + 0.05
+    assert metrics["calib/num_matched"] == 651
