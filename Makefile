@@ -15,6 +15,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: MS R-CNN on the embedded synthetic set, on CPU. Extra Hydra overrides: make train ARGS="seed=1"
+train: install
+	$(BIN)/msr-train experiment=quickstart $(ARGS)
+
 test: install
 	$(BIN)/python -m ruff check msr tests experiments
 	$(BIN)/python -m pytest

@@ -37,6 +37,7 @@ _EXPORTS = {
     "CocoDataModule": "msr.data.datamodule",
     "Coco2017DataModule": "msr.data.datamodule",
     "SyntheticDataModule": "msr.data.datamodule",
+    "ViaDataModule": "msr.data.datamodule",
     "coco2017_paths": "msr.data.datamodule",
     "masks_to_coco": "msr.data.convert",
     "via_to_coco": "msr.data.convert",
@@ -55,6 +56,7 @@ __all__ = [
     "ImageFolderDataset",
     "SyntheticCoco",
     "SyntheticDataModule",
+    "ViaDataModule",
     "aspect_ratio_group_ids",
     "build_transforms",
     "coco2017_paths",
@@ -79,7 +81,13 @@ if TYPE_CHECKING:
     from msr.data.coco_json import load_coco, read_json
     from msr.data.collate import collate_fn
     from msr.data.convert import masks_to_coco, via_to_coco
-    from msr.data.datamodule import Coco2017DataModule, CocoDataModule, SyntheticDataModule, coco2017_paths
+    from msr.data.datamodule import (
+        Coco2017DataModule,
+        CocoDataModule,
+        SyntheticDataModule,
+        ViaDataModule,
+        coco2017_paths,
+    )
     from msr.data.errors import DatasetError
     from msr.data.folder import ImageFolderDataset
     from msr.data.image_io import IMAGE_EXTENSIONS, load_rgb_image, read_image_size

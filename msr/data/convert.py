@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -266,10 +267,12 @@ def masks_to_coco(
 
 
 def write_coco(data: dict, out: str | Path) -> Path:
-    """Write a COCO dict as JSON to ``out`` (parent folders created); return the path."""
+    """Write a COCO dict as JSON to ``out`` atomically (parent folders created); return the path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data))
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, out)  # atomic: a reader never sees half a file
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,17 @@ from torch.utils.data.distributed import DistributedSampler
 from msr.data.coco import BACKGROUND, CocoInstanceDataset
 from msr.data.coco_json import read_json
 from msr.data.collate import collate_fn
+from msr.data.convert import via_to_coco, write_coco
 from msr.data.errors import DatasetError
 from msr.data.folder import ImageFolderDataset
 from msr.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
-from msr.data.synthetic import CATEGORY_NAMES, SyntheticCoco, generate_synthetic_coco, synthetic_params
+from msr.data.synthetic import (
+    CATEGORY_NAMES,
+    SyntheticCoco,
+    default_cache_dir,
+    generate_synthetic_coco,
+    synthetic_params,
+)
 from msr.data.transforms import build_transforms
 
 
@@ -356,3 +364,65 @@ class SyntheticDataModule(CocoDataModule):
         if self._categories is None:
             self._categories = [(i + 1, name) for i, name in enumerate(CATEGORY_NAMES)]
         return self._categories
+
+
+class ViaDataModule(CocoDataModule):
+    """``CocoDataModule`` over VIA-annotated folders (e.g. Matterport's balloon set).
+
+    ``train_dir`` and ``val_dir`` (default ``root/train`` and ``root/val``) each hold the pictures
+    and ``annotation`` (a VIA JSON). On first
+    use each file is converted to COCO (``via_to_coco``) into ``cache_dir`` (default
+    ``$MSR_CACHE_DIR/via`` or ``~/.cache/msr/via``), under a name that changes whenever the VIA
+    file changes, and the converted files are reused afterwards.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        annotation: str = "via_region_data.json",
+        category: str = "object",
+        category_attribute: str | None = None,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if root is None and (train_dir is None or val_dir is None):
+            raise DatasetError("ViaDataModule needs root, or both train_dir and val_dir")
+        self.via_dirs = {
+            "train": Path(train_dir or Path(str(root)) / "train").expanduser(),
+            "val": Path(val_dir or Path(str(root)) / "val").expanduser(),
+        }
+        self.annotation = annotation
+        self.category = category
+        self.category_attribute = category_attribute
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir() / "via"
+        self._converted = False
+
+    def prepare_data(self) -> None:
+        """Convert the VIA files to COCO unless the cache already holds them."""
+        self.resolve_paths()
+
+    def _converted_path(self, via_json: Path) -> Path:
+        """Return the cache file for ``via_json``: keyed by its path, size, mtime and the options."""
+        stat = via_json.stat()
+        options = f"{self.category}|{self.category_attribute}"
+        key = f"{via_json.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+        return self.cache_dir / f"{via_json.parent.name}_{digest}.json"
+
+    def resolve_paths(self) -> None:
+        """Point the train/val paths at the converted COCO files (converting them if needed)."""
+        if self._converted:
+            return
+        for split, folder in self.via_dirs.items():
+            via_json = folder / self.annotation
+            if not via_json.is_file():
+                raise DatasetError(f"VIA annotation file not found: {via_json} (data.{split}_dir={folder})")
+            coco_json = self._converted_path(via_json)
+            if not coco_json.is_file():
+                write_coco(via_to_coco(via_json, folder, self.category, self.category_attribute), coco_json)
+            setattr(self, f"{split}_images", str(folder))
+            setattr(self, f"{split}_ann", str(coco_json))
+        self._converted = True

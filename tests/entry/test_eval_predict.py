@@ -1,0 +1,130 @@
+"""msr-eval (checkpoint and results-file modes, 1 and 2 DDP processes) and msr-predict through Hydra."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from entry_cli import TINY_DATA, require_fixture, run_cli
+from PIL import Image
+
+#: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
+FIXTURE_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}
+
+
+def eval_checkpoint(trained_run, env, folder, *extra):
+    """Return the metrics msr-eval writes for the tiny run's best checkpoint."""
+    ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
+    run_cli(
+        "evaluate",
+        *TINY_DATA,
+        f"ckpt_path={ckpt}",
+        f"hydra.run.dir={folder}",
+        *extra,
+        env=env,
+        cwd=folder.parent,
+    )
+    return json.loads((folder / "eval" / "val_metrics.json").read_text())
+
+
+def comparable(metrics):
+    return {k: v for k, v in metrics.items() if k.startswith(("bbox/", "segm/", "calib/"))}
+
+
+def assert_same_metrics(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], abs=1e-12), key
+
+
+def test_eval_of_checkpoint_reproduces_training_metrics(trained_run, cli_env, tmp_path):
+    metrics = eval_checkpoint(trained_run, cli_env, tmp_path / "eval")
+    assert_same_metrics(comparable(metrics), comparable(trained_run["metrics"]))
+
+
+def test_eval_under_ddp_two_processes_equals_one(trained_run, cli_env, tmp_path):
+    """5 val pictures (odd) over 2 gloo ranks: the sampler pads one duplicate that must not count."""
+    one = eval_checkpoint(trained_run, cli_env, tmp_path / "one")
+    two = eval_checkpoint(
+        trained_run,
+        cli_env,
+        tmp_path / "two",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+    )
+    assert one["calib/num_detections"] > 0
+    assert_same_metrics(comparable(two), comparable(one))
+    segm_one = json.loads((tmp_path / "one" / "eval" / "segm_results.json").read_text())
+    segm_two = json.loads((tmp_path / "two" / "eval" / "segm_results.json").read_text())
+    assert len(segm_two) == len(segm_one)
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_eval_scores_results_file_exactly(backend, cli_env, tmp_path):
+    fixture = require_fixture()
+    ann = fixture / "instances_val2014_100.json"
+    for iou_type, results in (("segm", "fakesegm"), ("bbox", "fakebbox")):
+        out = tmp_path / iou_type
+        proc = run_cli(
+            "evaluate",
+            f"results={fixture / f'instances_val2014_{results}100_results.json'}",
+            f"ann_file={ann}",
+            f"evaluation.backend={backend}",
+            f"hydra.run.dir={out}",
+            env=cli_env,
+            cwd=tmp_path,
+        )
+        metrics = json.loads((out / "eval" / "scored_metrics.json").read_text())
+        assert metrics[f"{iou_type}/AP"] == FIXTURE_AP[iou_type]
+        assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in proc.stdout
+
+
+def test_eval_without_checkpoint_or_results_says_what_to_give(cli_env, tmp_path):
+    proc = run_cli("evaluate", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "msr-eval: error: give ckpt_path=<checkpoint>" in proc.stderr
+
+
+def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path):
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    sizes = {"a.png": (96, 128), "b.jpg": (128, 80), "c.png": (128, 128)}  # (height, width)
+    for name, (h, w) in sizes.items():
+        Image.effect_noise((w, h), 60).convert("RGB").save(pictures / name)
+    out = tmp_path / "predict"
+    ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
+    run_cli(
+        "predict", f"ckpt_path={ckpt}", f"images={pictures}", "score_thresh=0.0", f"hydra.run.dir={out}",
+        env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    images = json.loads((out / "images.json").read_text())
+    assert {i["file_name"]: (i["height"], i["width"]) for i in images} == sizes
+    ids = {i["id"] for i in images}
+    segm = json.loads((out / "segm_results.json").read_text())
+    bbox = json.loads((out / "bbox_results.json").read_text())
+    assert segm and len(segm) == len(bbox)
+    for res in segm:
+        assert res["image_id"] in ids and 1 <= res["category_id"] <= 6
+        # mask_iou is the head's raw regression output (paper): finite, not clamped to [0, 1]
+        assert set(res["segmentation"]) == {"size", "counts"} and math.isfinite(res["mask_iou"])
+        height, width = res["segmentation"]["size"]
+        assert (height, width) == sizes[next(i["file_name"] for i in images if i["id"] == res["image_id"])]
+        assert res["score"] == pytest.approx(res["class_score"] * res["mask_iou"], rel=1e-5)
+    # the results load in pycocotools against a GT made of images.json
+    from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": [],
+        "categories": [{"id": i, "name": str(i)} for i in range(1, 7)],
+    }
+    gt.createIndex()
+    assert len(gt.loadRes(segm).getAnnIds()) == len(segm)
+    for name, (h, w) in sizes.items():
+        with Image.open(out / "overlays" / f"{name.rsplit('.', 1)[0]}.png") as overlay:
+            overlay.verify()
+        with Image.open(out / "overlays" / f"{name.rsplit('.', 1)[0]}.png") as overlay:
+            assert overlay.size == (w, h) and overlay.mode == "RGB"

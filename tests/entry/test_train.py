@@ -1,0 +1,108 @@
+"""msr-train through Hydra: checkpoints, evaluation with the real Trainer, resume, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+from entry_cli import TINY, run_cli
+
+LOSSES = (
+    "loss_classifier",
+    "loss_box_reg",
+    "loss_mask",
+    "loss_maskiou",
+    "loss_objectness",
+    "loss_rpn_box_reg",
+)
+
+
+def test_train_writes_checkpoints_metrics_and_table(trained_run):
+    run = trained_run["run"]
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.partial"))
+    metrics = trained_run["metrics"]
+    assert metrics["global_step"] == 4 and metrics["split"] == "val"
+    for key in (
+        "bbox/AP",
+        "segm/AP",
+        "segm/AP50",
+        "bbox/APl",
+        "calib/pearson_class_score",
+        "calib/num_matched",
+    ):
+        assert key in metrics, key
+    # 5 val pictures evaluated with faster-coco-eval; results saved beside the metrics
+    segm = json.loads((run / "eval" / "segm_results.json").read_text())
+    assert {r["image_id"] for r in segm} <= set(range(1, 6)) and all("mask_iou" in r for r in segm)
+    # the closing table
+    assert "| segm AP |" in trained_run["stdout"] and "Pearson(true IoU, mask score)" in trained_run["stdout"]
+    # every loss and the total logged
+    with open(run / "csv" / "metrics.csv") as f:
+        columns = next(csv.reader(f))
+    for name in LOSSES:
+        assert f"train/{name}" in columns
+    assert "train/loss" in columns and "val/segm/AP" in columns and any(c.startswith("lr-") for c in columns)
+
+
+def test_checkpoint_rebuilds_the_model_without_config(trained_run):
+    from msr.module import MSRModule
+
+    module = MSRModule.load_from_checkpoint(
+        trained_run["run"] / "checkpoints" / "last.ckpt", map_location="cpu"
+    )
+    assert (
+        module.class_names[0] == "__background__"
+        and len(module.class_names) == module.model.roi_heads.box_predictor.cls_score.out_features
+    )
+    assert module.model.roi_heads.maskiou_head is not None
+
+
+def test_resume_continues_global_step_and_optimizer(trained_run, cli_env):
+    run = trained_run["run"]
+    before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert before["global_step"] == 4
+    proc = run_cli(
+        "train", *TINY, "schedule=cpu_tiny", "trainer.max_steps=6", "ckpt_path=last",
+        f"hydra.run.dir={run}", env=cli_env, cwd=trained_run["root"],
+    )  # fmt: skip
+    assert "after 6 steps" in proc.stdout
+    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert after["global_step"] == 6
+    assert after["lr_schedulers"][0]["last_epoch"] == 6  # the per-step schedule went on, not restarted
+    state = after["optimizer_states"][0]["state"]
+    assert state and all("momentum_buffer" in s for s in state.values())
+    metrics = json.loads((run / "eval" / "val_metrics.json").read_text())
+    assert metrics["global_step"] == 6
+
+
+def failing_train(tmp_path, env, *overrides):
+    """Return the CompletedProcess of an msr-train run expected to fail."""
+    return run_cli("train", *overrides, f"hydra.run.dir={tmp_path}/run", env=env, cwd=tmp_path, check=False)
+
+
+def test_misspelt_override_fails_before_any_work(tmp_path, cli_env):
+    proc = run_cli(
+        "train", "data.num_trian=3", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False
+    )
+    assert proc.returncode != 0
+    assert "num_trian" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_mandatory_value_names_the_key(tmp_path, cli_env):
+    proc = run_cli(
+        "train", "data=coco", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False
+    )
+    assert proc.returncode != 0
+    assert "data.root" in proc.stderr or "root" in proc.stderr
+
+
+def test_missing_data_path_is_one_clear_line(tmp_path, cli_env):
+    missing = tmp_path / "no_coco_here"
+    proc = failing_train(tmp_path, cli_env, "data=coco", f"data.root={missing}")
+    assert proc.returncode == 2
+    assert f"msr-train: error: COCO 2017 layout incomplete under {missing}" in proc.stderr
+    assert "Traceback" not in proc.stderr
