@@ -91,6 +91,8 @@ class MSRModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int):
         """Return the summed loss, or None to skip a step whose loss is not finite (policy 'skip')."""
         images, targets = batch
+        # a skipped step must leave no trace: keep the norm statistics it would update (a few KB)
+        saved = [b.clone() for b in self._float_buffers()] if self.nonfinite_loss == "skip" else []
         losses = self.model(_plain(images), [_model_target(t) for t in targets])
         total = sum(losses.values())
         finite = torch.isfinite(total.detach())
@@ -99,10 +101,13 @@ class MSRModule(pl.LightningModule):
             finite = self.trainer.strategy.reduce(flag, reduce_op="min") > 0
         if not bool(finite):
             ids = [int(t["image_id"]) for t in targets]
-            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
             message = f"non-finite loss at global step {self.global_step} (image ids {ids}): {detail}"
             if self.nonfinite_loss == "stop":
                 raise NonFiniteLossError(message + "; set nonfinite_loss=skip to skip such steps")
+            with torch.no_grad():
+                for buffer, value in zip(self._float_buffers(), saved):
+                    buffer.copy_(value)
             self.skipped_steps += 1
             log.warning("%s; step skipped (%d so far)", message, self.skipped_steps)
             return None
@@ -111,6 +116,10 @@ class MSRModule(pl.LightningModule):
             self.log(f"train/{name}", value, batch_size=batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         return total
+
+    def _float_buffers(self) -> list[torch.Tensor]:
+        """Return the model's floating-point buffers (norm running statistics), live, in a fixed order."""
+        return [b for b in self.model.buffers() if b.is_floating_point()]
 
     def configure_optimizers(self):
         """Return the optimizer and a per-step LambdaLR (warmup + step/cosine decay)."""

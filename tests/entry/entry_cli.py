@@ -10,6 +10,7 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 FIXTURE_DIR = SHARED / "coco_eval_fixture"
+BALLOON_DIR = SHARED / "balloon"
 
 #: 8 train and 5 (odd) val pictures of 128 px: the data of every entry-point test.
 TINY_DATA = [
@@ -53,3 +54,10 @@ def require_fixture() -> Path:
     if not FIXTURE_DIR.is_dir():
         pytest.skip(f"{FIXTURE_DIR} not found (../shared absent)")
     return FIXTURE_DIR
+
+
+def require_balloon() -> Path:
+    """Return the balloon set folder, or skip when ../shared is absent."""
+    if not BALLOON_DIR.is_dir():
+        pytest.skip(f"{BALLOON_DIR} not found (../shared absent)")
+    return BALLOON_DIR

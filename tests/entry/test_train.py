@@ -6,7 +6,7 @@ import csv
 import json
 
 import torch
-from entry_cli import TINY, run_cli
+from entry_cli import TINY, require_balloon, run_cli
 
 LOSSES = (
     "loss_classifier",
@@ -106,3 +106,16 @@ def test_missing_data_path_is_one_clear_line(tmp_path, cli_env):
     assert proc.returncode == 2
     assert f"msr-train: error: COCO 2017 layout incomplete under {missing}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_balloon_trains_through_the_same_datamodule(tmp_path, cli_env):
+    balloon = require_balloon()
+    run = tmp_path / "run"
+    proc = run_cli(
+        "train", "experiment=quickstart", "data=balloon", f"data.root={balloon}", "data.num_workers=0",
+        f"data.cache_dir={tmp_path / 'cache'}", "schedule=cpu_tiny", "trainer.max_steps=2", "logger=none",
+        "model.box_detections_per_img=10", f"hydra.run.dir={run}", env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    metrics = json.loads((run / "eval" / "val_metrics.json").read_text())
+    assert metrics["global_step"] == 2 and "segm/AP-balloon" in metrics
+    assert "after 2 steps" in proc.stdout
