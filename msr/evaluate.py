@@ -19,7 +19,15 @@ from omegaconf import DictConfig
 
 from msr.evaluation import EvaluationError, save_json_atomic, score_results_file
 from msr.module import MSRModule
-from msr.runtime import CONFIG_DIR, build_datamodule, metrics_table, run_dir, to_dict, user_errors
+from msr.runtime import (
+    CONFIG_DIR,
+    build_datamodule,
+    load_checkpoint,
+    metrics_table,
+    run_dir,
+    to_dict,
+    user_errors,
+)
 
 SPLITS = ("val", "test")
 
@@ -38,16 +46,11 @@ def check_same_classes(module: MSRModule, datamodule: pl.LightningDataModule, ck
 def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     """Return the metrics of the checkpoint `cfg.ckpt_path` on `cfg.split` of the configured data."""
     ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     if cfg.split not in SPLITS:
         raise EvaluationError(f"split must be one of {SPLITS}, got {cfg.split!r}")
     pl.seed_everything(cfg.seed, verbose=False)
+    module = load_checkpoint(ckpt, evaluation=to_dict(cfg.evaluation))
     datamodule = build_datamodule(cfg)
-    try:
-        module = MSRModule.load_from_checkpoint(ckpt, map_location="cpu", evaluation=to_dict(cfg.evaluation))
-    except (KeyError, RuntimeError, EOFError, ValueError) as err:
-        raise EvaluationError(f"{ckpt}: not a checkpoint written by msr-train ({err})") from err
     check_same_classes(module, datamodule, str(ckpt))
     module.output_dir = folder
     trainer: pl.Trainer = instantiate(cfg.trainer, default_root_dir=str(folder))

@@ -21,9 +21,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from msr.data import load_rgb_image
-from msr.evaluation import EvaluationError, gather_results, predictions_to_coco, save_json_atomic
+from msr.evaluation import gather_results, predictions_to_coco, save_json_atomic
 from msr.module import MSRModule
-from msr.runtime import CONFIG_DIR, run_dir, user_errors
+from msr.runtime import CONFIG_DIR, load_checkpoint, run_dir, user_errors
 from msr.visualize import draw_prediction
 
 
@@ -75,15 +75,9 @@ class PredictionWriter(pl.Callback):
 
 def predict(cfg: DictConfig) -> Path:
     """Run msr-predict for `cfg`; return the run folder holding the JSON files and overlays."""
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
-    try:
-        module = MSRModule.load_from_checkpoint(ckpt, map_location="cpu")
-    except (KeyError, RuntimeError, EOFError, ValueError) as err:
-        raise EvaluationError(f"{ckpt}: not a checkpoint written by msr-train ({err})") from err
+    module = load_checkpoint(cfg.ckpt_path)
     datamodule = instantiate(cfg.data, _convert_="all")
     writer = PredictionWriter(folder, Path(cfg.images), float(cfg.score_thresh), bool(cfg.overlays))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], default_root_dir=str(folder))

@@ -80,6 +80,23 @@ def resolve_ckpt_path(ckpt_path: str | None, folder: Path) -> str | None:
     return str(path)
 
 
+def load_checkpoint(path: str | Path, **overrides: Any) -> Any:
+    """Return the MSRModule saved in the msr-train checkpoint `path` (on CPU; hparams in `overrides` win).
+
+    Raises FileNotFoundError for a missing file and EvaluationError naming the file for anything else.
+    """
+    from msr.module import MSRModule
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return MSRModule.load_from_checkpoint(path, map_location="cpu", **overrides)
+    except Exception as err:  # unpickling, zip, missing hparams, state_dict mismatch: all mean the same
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise EvaluationError(f"{path}: not a checkpoint written by msr-train ({reason})") from err
+
+
 def metrics_table(metrics: Mapping[str, float], title: str) -> str:
     """Return a small Markdown table of bbox AP, segm AP and the MaskIoU calibration figures."""
     rows = [

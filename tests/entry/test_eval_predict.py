@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from entry_cli import TINY_DATA, require_fixture, run_cli
+from entry_cli import TINY_DATA, require_balloon, require_fixture, run_cli
 from PIL import Image
 
 #: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
@@ -128,3 +128,28 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
             overlay.verify()
         with Image.open(out / "overlays" / f"{name.rsplit('.', 1)[0]}.png") as overlay:
             assert overlay.size == (w, h) and overlay.mode == "RGB"
+
+
+def test_eval_of_a_corrupt_checkpoint_names_the_file(cli_env, tmp_path):
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = run_cli(
+        "evaluate",
+        f"ckpt_path={bad}",
+        f"hydra.run.dir={tmp_path}/run",
+        env=cli_env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"msr-eval: error: {bad}: not a checkpoint written by msr-train" in proc.stderr
+
+
+def test_eval_on_data_with_other_classes_is_refused(trained_run, cli_env, tmp_path):
+    balloon = require_balloon()
+    ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
+    overrides = ["data=balloon", f"data.root={balloon}", f"data.cache_dir={tmp_path}/c"]
+    overrides += [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/run"]
+    proc = run_cli("evaluate", *overrides, env=cli_env, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "trained on 6 categories" in proc.stderr and "the data has 1" in proc.stderr
