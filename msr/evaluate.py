@@ -1,6 +1,6 @@
 """msr-eval: evaluate a trained checkpoint, or score an existing COCO results JSON.
 
-    msr-eval ckpt_path=outputs/quickstart/<run>/checkpoints/best.ckpt
+    msr-eval ckpt_path=outputs/quickstart/<run>/checkpoints/best.ckpt     # the data it was trained on
     msr-eval ckpt_path=best.ckpt data=coco data.root=/datasets/coco evaluation.upper_bound=true
     msr-eval results=segm_results.json ann_file=annotations/instances_val2017.json
 
@@ -10,18 +10,19 @@ in checkpoint mode, the results JSON files beside it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from msr.evaluation import EvaluationError, save_json_atomic, score_results_file
 from msr.module import MSRModule
 from msr.runtime import (
     CONFIG_DIR,
-    build_datamodule,
     load_checkpoint,
     metrics_table,
     run_dir,
@@ -30,6 +31,7 @@ from msr.runtime import (
 )
 
 SPLITS = ("val", "test")
+log = logging.getLogger(__name__)
 
 
 def check_same_classes(module: MSRModule, datamodule: pl.LightningDataModule, ckpt_path: str) -> None:
@@ -43,6 +45,25 @@ def check_same_classes(module: MSRModule, datamodule: pl.LightningDataModule, ck
         )
 
 
+def data_config(cfg: DictConfig, module: MSRModule) -> tuple[DictConfig, str]:
+    """Return (the data config to evaluate on, 'checkpoint' or 'command line').
+
+    Without `data=<choice>` on the command line, the training run's data config stored in the
+    checkpoint is used, with the command line's `data.<key>=<value>` overrides applied; with it (or
+    for a checkpoint that stores none), the composed `cfg.data`.
+    """
+    trained = module.hparams.get("data_cfg")
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    chosen = any(o.split("=", 1)[0].lstrip("+~") == "data" for o in task)
+    if trained is None or chosen:
+        return cfg.data, "command line"
+    node = OmegaConf.create(trained)
+    dotlist = [o.lstrip("+") for o in task if o.lstrip("+").startswith("data.")]
+    if dotlist:
+        node = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist).data)
+    return node, "checkpoint"
+
+
 def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     """Return the metrics of the checkpoint `cfg.ckpt_path` on `cfg.split` of the configured data."""
     ckpt = Path(cfg.ckpt_path)
@@ -50,7 +71,9 @@ def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
         raise EvaluationError(f"split must be one of {SPLITS}, got {cfg.split!r}")
     pl.seed_everything(cfg.seed, verbose=False)
     module = load_checkpoint(ckpt, evaluation=to_dict(cfg.evaluation))
-    datamodule = build_datamodule(cfg)
+    data_node, source = data_config(cfg, module)
+    log.info("data: %s (from the %s)", data_node.get("_target_"), source)
+    datamodule = instantiate(data_node, _convert_="all")
     check_same_classes(module, datamodule, str(ckpt))
     module.output_dir = folder
     trainer: pl.Trainer = instantiate(cfg.trainer, default_root_dir=str(folder))

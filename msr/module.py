@@ -54,7 +54,8 @@ class MSRModule(pl.LightningModule):
     """Wraps `msr.models.build_model(**model_cfg)`; logs losses, lr and COCO/calibration metrics.
 
     Checkpoints hold everything needed to rebuild the model (`model_cfg`, class names and the
-    label -> category id map), so `MSRModule.load_from_checkpoint(path)` needs no config.
+    label -> category id map), so `MSRModule.load_from_checkpoint(path)` needs no config, and the
+    training run's data config (`hparams.data_cfg`), which msr-eval evaluates on by default.
     """
 
     def __init__(
@@ -66,7 +67,9 @@ class MSRModule(pl.LightningModule):
         nonfinite_loss: str = "stop",
         class_names: Sequence[str] | None = None,
         label_to_cat_id: Mapping[int, int] | None = None,
+        data_cfg: Mapping[str, Any] | None = None,
     ) -> None:
+        """`data_cfg` (the resolved data config of the training run) is only stored, for msr-eval."""
         super().__init__()
         if nonfinite_loss not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite_loss must be one of {NONFINITE_POLICIES}, got {nonfinite_loss!r}")

@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 
+from msr.callbacks import EvaluationFigures
+from msr.evaluation import save_json_atomic
 from msr.module import MSRModule
 from msr.runtime import (
     CONFIG_DIR,
@@ -28,6 +30,7 @@ from msr.runtime import (
     to_dict,
     user_errors,
 )
+from msr.tracking import finish_wandb, run_metadata
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,13 @@ def build_module(cfg: DictConfig, datamodule) -> MSRModule:
         nonfinite_loss=cfg.nonfinite_loss,
         class_names=datamodule.class_names,
         label_to_cat_id=datamodule.label_to_cat_id,
+        data_cfg=to_dict(cfg.data),
     )
 
 
 def build_callbacks(cfg: DictConfig, folder: Path, with_logger: bool) -> list[pl.Callback]:
-    """Return the checkpoint callback (best by segm AP + last, written atomically) and an lr monitor."""
+    """Return the checkpoint callback (best by segm AP + last, written atomically), the evaluation
+    figures (PNG files, and W&B media when logging to W&B) and, with a logger, an lr monitor."""
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(
             dirpath=folder / "checkpoints",
@@ -59,6 +64,9 @@ def build_callbacks(cfg: DictConfig, folder: Path, with_logger: bool) -> list[pl
             auto_insert_metric_name=False,
         )
     ]
+    figures = cfg.figures
+    if figures.enabled:
+        callbacks.append(EvaluationFigures(folder, figures.num_images, figures.score_thresh))
     if with_logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return callbacks
@@ -79,10 +87,18 @@ def train(cfg: DictConfig) -> float | None:
         default_root_dir=str(folder),
     )
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, folder)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    evaluated_at = module.last_metrics.get("_global_step") if module.last_metrics else None
-    if cfg.final_eval and datamodule.val_ann is not None and evaluated_at != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
+    config = {"config": to_dict(cfg), "run": run_metadata()}
+    if trainer.is_global_zero:
+        save_json_atomic(config, folder / "run_config.json")
+    try:
+        if logger:
+            logger.log_hyperparams(config)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        evaluated_at = module.last_metrics.get("_global_step") if module.last_metrics else None
+        if cfg.final_eval and datamodule.val_ann is not None and evaluated_at != trainer.global_step:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        finish_wandb(trainer.loggers)
     metrics = module.last_metrics
     if trainer.is_global_zero and metrics:
         print(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))

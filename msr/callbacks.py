@@ -1,0 +1,158 @@
+"""Lightning callbacks of msr-train: evaluation figures as PNG files and, with W&B, as dashboard media."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from msr.figures import (
+    calibration_figure,
+    figure_to_array,
+    per_class_ap,
+    save_csv,
+    save_png,
+    side_by_side,
+)
+from msr.tracking import wandb_loggers
+from msr.visualize import detection_captions, draw_instances, draw_prediction
+
+log = logging.getLogger(__name__)
+
+#: Calibration points sent to W&B as an interactive scatter table (a random subset beyond this).
+MAX_SCATTER_POINTS = 2000
+
+
+class EvaluationFigures(pl.Callback):
+    """After every validation (not the sanity check), on rank 0, write and log the evaluation's pictures.
+
+    Files under `<folder>/figures/step_<global step>/`:
+      `samples/<image id>.png`  ground truth | prediction for the first `num_images` val images
+                                (masks, boxes, class, box score and mask score);
+      `calibration.png`         true IoU vs class score and vs mask score, reliability curve,
+                                predicted-IoU histogram;
+      `per_class_ap.csv`        class, bbox AP, segm AP.
+    With a WandbLogger the same go to the run as `val/samples` (wandb.Image list), `val/calibration`
+    (wandb.Image), `val/calibration_points` (wandb.Table with scatter plots), `val/pred_iou`
+    (wandb.Histogram) and `val/per_class_ap` (wandb.Table), at the step of the evaluation's metrics.
+    """
+
+    def __init__(self, folder: str | Path, num_images: int = 4, score_thresh: float = 0.5) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.num_images = int(num_images)
+        self.score_thresh = float(score_thresh)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        out = self.folder / "figures" / f"step_{step:07d}"
+        samples = self.sample_pictures(trainer, pl_module)
+        for image_id, picture in samples:
+            save_png(picture, out / "samples" / f"{image_id}.png")
+        evaluator = getattr(pl_module, "evaluator", None)
+        calib = getattr(evaluator, "calibration_data", None)
+        calib_picture = None
+        if calib is not None and len(calib.true_iou):
+            calib_picture = figure_to_array(calibration_figure(calib, f"MaskIoU calibration at step {step}"))
+            save_png(calib_picture, out / "calibration.png")
+        columns, rows = per_class_ap(getattr(pl_module, "last_metrics", {}) or {})
+        if rows:
+            save_csv(columns, rows, out / "per_class_ap.csv")
+        # W&B x-axis: the step Lightning gave this evaluation's metrics, so pictures and AP line up
+        axis_step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", step)
+        for logger in wandb_loggers(trainer.loggers):
+            self._log_wandb(logger, axis_step, samples, calib, calib_picture, columns, rows)
+
+    @torch.no_grad()
+    def sample_pictures(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> list[tuple[int, np.ndarray]]:
+        """Return [(image id, GT | prediction picture)] for the first `num_images` images of the val set."""
+        dataset = getattr(trainer.datamodule, "val_dataset", None) if trainer.datamodule else None
+        if dataset is None or self.num_images <= 0:
+            return []
+        class_names = getattr(pl_module, "class_names", None)
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        pictures = []
+        try:
+            for index in range(min(self.num_images, len(dataset))):
+                image, target = dataset[index]
+                image = image.as_subclass(torch.Tensor)
+                output = {k: v.cpu() for k, v in model([image.to(pl_module.device)])[0].items()}
+                labels = target["labels"].tolist()
+                truth = draw_instances(
+                    image,
+                    target["boxes"].as_subclass(torch.Tensor),
+                    target["masks"].as_subclass(torch.Tensor),
+                    labels,
+                    detection_captions(labels, [1.0] * len(labels), class_names),
+                )
+                prediction = draw_prediction(image, output, class_names, self.score_thresh)
+                pictures.append((int(target["image_id"]), side_by_side(truth, prediction)))
+        finally:
+            model.train(was_training)
+        return pictures
+
+    def _log_wandb(
+        self,
+        logger: Any,
+        step: int,
+        samples: Sequence[tuple[int, np.ndarray]],
+        calib: Any,
+        calib_picture: np.ndarray | None,
+        columns: list[str],
+        rows: list[list],
+    ) -> None:
+        """Log the pictures, calibration views and per-class AP to a WandbLogger's run."""
+        import wandb
+
+        payload: dict[str, Any] = {"trainer/global_step": step}
+        if samples:
+            payload["val/samples"] = [
+                wandb.Image(picture, caption=f"image {image_id}: ground truth | prediction")
+                for image_id, picture in samples
+            ]
+        if calib_picture is not None:
+            payload["val/calibration"] = wandb.Image(calib_picture, caption="MaskIoU calibration")
+            payload.update(self._calibration_tables(calib, step))
+        if rows:
+            payload["val/per_class_ap"] = wandb.Table(columns=columns, data=rows)
+        logger.experiment.log(payload)
+
+    @staticmethod
+    def _calibration_tables(calib: Any, step: int) -> dict[str, Any]:
+        """Return the W&B scatter plots and predicted-IoU histogram of the matched detections."""
+        import wandb
+
+        matched = np.flatnonzero(calib.matched)
+        if matched.size > MAX_SCATTER_POINTS:
+            matched = np.sort(np.random.default_rng(step).choice(matched, MAX_SCATTER_POINTS, replace=False))
+        columns = ["true_iou", "class_score", "mask_score", "pred_iou"]
+        data = [
+            [float(calib.true_iou[i]), float(calib.class_score[i]), float(calib.mask_score[i]),
+             None if np.isnan(calib.pred_iou[i]) else float(calib.pred_iou[i])]
+            for i in matched
+        ]  # fmt: skip
+        table = wandb.Table(columns=columns, data=data)
+        out = {
+            "val/calibration_points": table,
+            "val/true_iou_vs_class_score": wandb.plot.scatter(
+                table, "class_score", "true_iou", title="true mask IoU vs class score"
+            ),
+            "val/true_iou_vs_mask_score": wandb.plot.scatter(
+                table, "mask_score", "true_iou", title="true mask IoU vs mask score"
+            ),
+        }
+        pred = calib.pred_iou[~np.isnan(calib.pred_iou)]
+        if pred.size:
+            out["val/pred_iou"] = wandb.Histogram(np.clip(pred, 0, 1))
+        return out

@@ -1,0 +1,115 @@
+"""Unit tests of msr.tracking (mode, run identity, metadata) and msr.figures (curves, tables, PNGs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from msr.evaluation import CalibrationData
+from msr.figures import (
+    CALIBRATION_FIGURE_SIZE,
+    calibration_figure,
+    figure_to_array,
+    per_class_ap,
+    reliability_curve,
+    save_csv,
+    save_png,
+    side_by_side,
+)
+from msr.tracking import (
+    RUN_FILE,
+    has_wandb_credentials,
+    hydra_run_identity,
+    package_versions,
+    persistent_run_identity,
+    resolve_mode,
+)
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    return tmp_path / "netrc"
+
+
+def test_online_without_credentials_falls_back_to_offline(no_credentials, caplog):
+    assert not has_wandb_credentials()
+    assert resolve_mode("online") == "offline"
+    assert "no W&B credentials" in caplog.text
+
+
+def test_online_with_api_key_or_netrc_stays_online(no_credentials, monkeypatch):
+    no_credentials.write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
+    no_credentials.chmod(0o600)
+    assert has_wandb_credentials() and resolve_mode("online") == "online"
+    no_credentials.unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_mode("online") == "online"
+
+
+def test_offline_and_disabled_never_look_for_credentials_and_bad_mode_is_named():
+    assert resolve_mode("offline", credentials=False) == "offline"
+    assert resolve_mode("disabled", credentials=False) == "disabled"
+    with pytest.raises(ValueError, match="'dryrun'"):
+        resolve_mode("dryrun")
+
+
+def test_run_identity_is_stored_once_and_reused(tmp_path):
+    first = persistent_run_identity(tmp_path, "exp-0", "exp/sweep")
+    again = persistent_run_identity(tmp_path, "other", "other")
+    assert again == first and len(first["id"]) == 8
+    assert json.loads((tmp_path / RUN_FILE).read_text()) == first
+    assert persistent_run_identity(tmp_path / "elsewhere", "exp", "exp")["id"] != first["id"]
+
+
+def test_identity_outside_hydra_and_versions():
+    assert hydra_run_identity("quickstart") == {"name": "quickstart", "group": "quickstart", "tags": []}
+    versions = package_versions(("numpy", "no-such-distribution-xyz"))
+    assert versions["numpy"] == np.__version__ and versions["no-such-distribution-xyz"] is None
+    assert versions["python"].count(".") == 2
+
+
+def test_reliability_curve_on_hand_built_points():
+    pred = np.array([0.05, 0.08, 0.55, 0.95, 1.2, -0.1])
+    true = np.array([0.2, 0.4, 0.5, 0.9, 0.7, 0.0])
+    centres, means, counts = reliability_curve(pred, true, bins=10)
+    np.testing.assert_allclose(centres, np.arange(10) / 10 + 0.05)
+    # bin 0: 0.05, 0.08 and the clipped -0.1 -> mean(0.2, 0.4, 0.0); bin 5: 0.55; bin 9: 0.95 and clipped 1.2
+    assert counts.tolist() == [3, 0, 0, 0, 0, 1, 0, 0, 0, 2]
+    np.testing.assert_allclose(means[[0, 5, 9]], [0.2, 0.5, 0.8])
+    assert np.isnan(means[[1, 2, 3, 4, 6, 7, 8]]).all()
+
+
+def test_calibration_figure_renders_at_its_size_with_and_without_predicted_iou():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 1, 50)
+    true[:5] = 0  # unmatched detections are left out of the plots
+    for pred in (np.clip(true + rng.normal(0, 0.1, 50), 0, 1), np.full(50, np.nan)):
+        score = rng.uniform(0, 1, 50)
+        data = CalibrationData(true, score, pred, score * np.nan_to_num(pred, nan=1.0))
+        picture = figure_to_array(calibration_figure(data))
+        assert picture.shape == (CALIBRATION_FIGURE_SIZE[1], CALIBRATION_FIGURE_SIZE[0], 3)
+        assert picture.dtype == np.uint8 and picture.std() > 0
+
+
+def test_side_by_side_png_and_per_class_csv(tmp_path):
+    left = np.zeros((10, 6, 3), np.uint8)
+    right = np.full((8, 5, 3), 7, np.uint8)
+    pair = side_by_side(left, right, gap=2)
+    assert pair.shape == (10, 13, 3)
+    assert (pair[:, 6:8] == 255).all() and (pair[:8, 8:] == 7).all() and (pair[8:, 8:] == 255).all()
+    path = save_png(pair, tmp_path / "a" / "pair.png")
+    with Image.open(path) as image:
+        assert image.size == (13, 10) and np.array_equal(np.asarray(image), pair)
+    assert [p.name for p in path.parent.iterdir()] == ["pair.png"]  # no temp file left
+    metrics = {"bbox/AP": 0.3, "bbox/AP-disc": 0.5, "segm/AP-disc": 0.4, "bbox/AP-ring": -1.0,
+               "segm/AP-ring": float("nan")}  # fmt: skip
+    columns, rows = per_class_ap(metrics)
+    assert columns == ["class", "bbox AP", "segm AP"]
+    assert rows == [["disc", 0.5, 0.4], ["ring", -1.0, None]]
+    text = save_csv(columns, rows, tmp_path / "ap.csv").read_text().splitlines()
+    assert text == ["class,bbox AP,segm AP", "disc,0.5,0.4", "ring,-1.0,"]

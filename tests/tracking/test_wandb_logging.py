@@ -1,0 +1,178 @@
+"""W&B logging read back from the files of real offline runs of msr-train (no network, no mocks)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from wandb_cli import TINY_WANDB, run_cli
+from wandb_files import config_values, history_rows, offline_runs, read_records, run_log, run_record
+
+from msr.figures import CALIBRATION_FIGURE_SIZE
+
+SIZE = 128  # the synthetic pictures' side
+PAIR = (2 * SIZE + 4, SIZE)  # GT | prediction, 4 px apart (width, height)
+
+
+def job_records(job: Path, index: int = 0) -> list:
+    """Return the records of the `index`-th offline W&B run written in a job's folder."""
+    runs = offline_runs(job)
+    assert runs, f"no offline W&B run under {job}"
+    return read_records(run_log(runs[index]))
+
+
+def git_head() -> str | None:
+    here = Path(__file__).parent
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def test_multirun_jobs_are_one_group_with_own_runs(offline_sweep):
+    runs = [run_record(job_records(job)) for job in offline_sweep["jobs"]]
+    sweep_name = offline_sweep["sweep"].name
+    assert runs[0].run_group == runs[1].run_group == f"quickstart/{sweep_name}"
+    assert runs[0].run_id != runs[1].run_id
+    # named by job number and the swept parameters only
+    assert [r.display_name for r in runs] == ["quickstart-0 [seed=0]", "quickstart-1 [seed=1]"]
+    assert {"head:maskiou", "backbone:resnet18", "data:synthetic"} <= set(runs[0].tags)
+    for job, run in zip(offline_sweep["jobs"], runs):
+        stored = json.loads((job / "wandb_run.json").read_text())
+        assert stored["id"] == run.run_id and stored["group"] == run.run_group
+
+
+def test_offline_run_holds_config_commit_and_versions(offline_sweep):
+    import torch
+
+    config = config_values(job_records(offline_sweep["jobs"][1]))
+    assert config["config"]["name"] == "quickstart"
+    assert config["config"]["seed"] == 1
+    assert config["config"]["model"]["maskiou"] is True
+    assert config["run"]["git"]["commit"] == git_head()
+    assert config["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert config["run"]["versions"]["msr"] is not None
+    # the same record is written next to the run for users without W&B
+    on_disk = json.loads((offline_sweep["jobs"][1] / "run_config.json").read_text())
+    assert on_disk["config"]["seed"] == 1 and on_disk["run"]["git"] == config["run"]["git"]
+
+
+def test_offline_run_holds_losses_lr_and_ap(offline_sweep):
+    rows = history_rows(job_records(offline_sweep["jobs"][0]))
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)  # log_every_n_steps=1, 4 steps
+    assert any(k.startswith("lr-") for r in rows for k in r)
+    for name in ("loss_mask", "loss_maskiou", "loss_classifier"):
+        assert any(f"train/{name}" in r for r in rows)
+    evals = [r for r in rows if "val/segm/AP" in r]
+    assert len(evals) == 1
+    media = [r for r in rows if "val/samples" in r]
+    assert len(media) == 1 and media[0]["trainer/global_step"] == evals[0]["trainer/global_step"]
+    metrics = json.loads((offline_sweep["jobs"][0] / "eval" / "val_metrics.json").read_text())
+    assert evals[0]["val/segm/AP"] == pytest.approx(max(metrics["segm/AP"], 0.0))
+    assert evals[0]["val/bbox/AP"] == pytest.approx(metrics["bbox/AP"])
+
+
+def test_offline_run_holds_sample_images_calibration_and_class_table(offline_sweep):
+    job = offline_sweep["jobs"][0]
+    folder = offline_runs(job)[0] / "files"
+    rows = history_rows(job_records(job))
+    media = next(r for r in rows if "val/samples" in r)
+    samples = media["val/samples"]
+    assert samples["count"] == 2 and len(samples["filenames"]) == 2
+    for name in samples["filenames"]:
+        with Image.open(folder / name) as picture:
+            assert picture.size == PAIR
+    with Image.open(folder / media["val/calibration"]["path"]) as picture:
+        assert picture.size == CALIBRATION_FIGURE_SIZE
+    table = json.loads((folder / media["val/per_class_ap"]["path"]).read_text())
+    assert table["columns"] == ["class", "bbox AP", "segm AP"]
+    classes = [row[0] for row in table["data"]]
+    assert len(classes) == len(set(classes)) > 1
+    points = json.loads((folder / media["val/calibration_points"]["path"]).read_text())
+    assert points["columns"] == ["true_iou", "class_score", "mask_score", "pred_iou"]
+    assert all(0 < row[0] <= 1 for row in points["data"])  # matched detections only
+
+
+def test_png_figures_in_the_run_folder(offline_sweep):
+    step = offline_sweep["jobs"][0] / "figures" / "step_0000004"
+    samples = sorted((step / "samples").glob("*.png"))
+    assert len(samples) == 2
+    for path in [*samples, step / "calibration.png"]:
+        with Image.open(path) as picture:
+            picture.verify()  # a complete, valid PNG
+        with Image.open(path) as picture:
+            expected = CALIBRATION_FIGURE_SIZE if path.name == "calibration.png" else PAIR
+            assert picture.format == "PNG" and picture.size == expected
+            assert np.asarray(picture).std() > 0  # something was drawn
+    lines = (step / "per_class_ap.csv").read_text().splitlines()
+    assert lines[0] == "class,bbox AP,segm AP" and len(lines) > 2
+
+
+def test_resume_continues_the_same_wandb_run(offline_sweep, wandb_env):
+    job = offline_sweep["jobs"][0]
+    first_records = job_records(job)
+    first = run_record(first_records)
+    first_steps = [r["trainer/global_step"] for r in history_rows(first_records) if "train/loss" in r]
+    run_cli(
+        "train", *TINY_WANDB, "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={job}",
+        env=wandb_env, cwd=offline_sweep["root"],
+    )  # fmt: skip
+    runs = offline_runs(job)
+    assert len(runs) == 2  # one offline folder per process, both for the same run id
+    resumed_records = read_records(run_log(runs[1]))
+    resumed = run_record(resumed_records)
+    assert resumed.run_id == first.run_id
+    assert resumed.run_group == first.run_group and resumed.display_name == first.display_name
+    steps = [r["trainer/global_step"] for r in history_rows(resumed_records) if "train/loss" in r]
+    assert len(first_steps) == 4 and len(steps) == 2
+    assert steps == sorted(steps) and min(steps) > max(first_steps)  # the W&B step axis goes on
+
+
+DISABLED_SCRIPT = r"""
+import atexit, json, socket, subprocess, sys
+events = []
+for name in ("connect", "connect_ex", "bind", "listen", "sendto"):
+    original = getattr(socket.socket, name)
+    def spy(self, *args, _name=name, _original=original):
+        events.append([_name, repr(args)])
+        return _original(self, *args)
+    setattr(socket.socket, name, spy)
+popen_init = subprocess.Popen.__init__
+def popen(self, args, *rest, **kwargs):
+    events.append(["popen", repr(args)])
+    return popen_init(self, args, *rest, **kwargs)
+subprocess.Popen.__init__ = popen
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(events)))
+sys.argv = ["msr-train", *sys.argv[2:]]
+from msr.train import main
+main()
+"""
+
+
+def test_disabled_mode_writes_no_wandb_files_and_opens_no_socket(tmp_path, wandb_env):
+    run, events_file, home = tmp_path / "run", tmp_path / "events.json", tmp_path / "home"
+    wandb_dirs = {f"WANDB_{k.upper()}_DIR": home / k for k in ("config", "cache", "data")}
+    env = {**wandb_env, "HOME": str(home), **{k: str(v) for k, v in wandb_dirs.items()}}
+    proc = subprocess.run(
+        [sys.executable, "-c", DISABLED_SCRIPT, str(events_file), *TINY_WANDB, "logger.mode=disabled",
+         "trainer.max_steps=2", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = json.loads(events_file.read_text())
+    sockets = [e for e in events if e[0] != "popen"]
+    # urllib3 probes IPv6 support at import by binding ("::1", 0) and closing; nothing else may happen
+    assert [e for e in sockets if e != ["bind", "(('::1', 0),)"]] == []  # no connect, listen, send
+    processes = [e[1] for e in events if e[0] == "popen"]
+    assert not [p for p in processes if "wandb" in p], processes  # no wandb-core service started
+    assert not (run / "wandb").exists() and not (run / "wandb_run.json").exists()
+    assert not [p for d in wandb_dirs.values() for p in d.rglob("*")]  # W&B's own folders stay empty
+    assert not [p for p in home.rglob("*") if "wandb" in p.name]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "figures").glob("step_*/calibration.png"))  # the pictures do not need W&B
