@@ -10,6 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from msr.figures import (
     calibration_figure,
@@ -20,7 +21,7 @@ from msr.figures import (
     side_by_side,
 )
 from msr.tracking import wandb_loggers
-from msr.visualize import detection_captions, draw_instances, draw_prediction
+from msr.visualize import class_captions, draw_instances, draw_prediction
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class EvaluationFigures(pl.Callback):
                     target["boxes"].as_subclass(torch.Tensor),
                     target["masks"].as_subclass(torch.Tensor),
                     labels,
-                    detection_captions(labels, [1.0] * len(labels), class_names),
+                    class_captions(labels, class_names),
                 )
                 prediction = draw_prediction(image, output, class_names, self.score_thresh)
                 pictures.append((int(target["image_id"]), side_by_side(truth, prediction)))
@@ -156,3 +157,24 @@ class EvaluationFigures(pl.Callback):
         if pred.size:
             out["val/pred_iou"] = wandb.Histogram(np.clip(pred, 0, 1))
         return out
+
+
+class PreemptionCheckpoint(pl.Callback):
+    """On SIGTERM (preemption, `scancel`, SLURM requeue) write `<folder>/checkpoints/last.ckpt`.
+
+    Lightning turns SIGTERM into a SIGTERMException at the next step boundary on every rank; this
+    callback saves the full training state then (atomically, like every Lightning checkpoint), so
+    `ckpt_path=auto` (or `last`) resumes from the step where the run was stopped.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__()
+        self.path = Path(folder) / "checkpoints" / "last.ckpt"
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("SIGTERM at global step %d: checkpoint written to %s", trainer.global_step, self.path)

@@ -66,10 +66,17 @@ def build_logger(cfg: DictConfig) -> Any:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, folder: Path) -> str | None:
-    """Return the checkpoint to resume from: None, a path, or "last" -> <folder>/checkpoints/last.ckpt."""
+    """Return the checkpoint to resume from: None, a path, "last" -> <folder>/checkpoints/last.ckpt,
+    or "auto" -> that file when it exists (a requeued or re-run job resumes), else None (fresh start)."""
     if ckpt_path in (None, "", "null"):
         return None
-    path = folder / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    last = folder / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        if last.is_file():
+            log.info("ckpt_path=auto: resuming from %s", last)
+            return str(last)
+        return None
+    path = last if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         hint = (
             " (ckpt_path=last needs the run's folder: pass hydra.run.dir=<that run>)"

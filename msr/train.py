@@ -8,7 +8,6 @@ msr-train --multirun head=maskiou,none seed=0,1,2
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import hydra
@@ -17,7 +16,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 
-from msr.callbacks import EvaluationFigures
+from msr.callbacks import EvaluationFigures, PreemptionCheckpoint
+from msr.ddp import ddp_job_scope, wait_for_children
 from msr.evaluation import save_json_atomic
 from msr.module import MSRModule
 from msr.runtime import (
@@ -53,27 +53,44 @@ def build_module(cfg: DictConfig, datamodule) -> MSRModule:
 def build_callbacks(cfg: DictConfig, folder: Path, with_logger: bool) -> list[pl.Callback]:
     """Return the checkpoint callback (best by segm AP + last, written atomically), the evaluation
     figures (PNG files, and W&B media when logging to W&B) and, with a logger, an lr monitor."""
+    checkpoints = folder / "checkpoints"
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(
-            dirpath=folder / "checkpoints",
+            dirpath=checkpoints,
             filename="best",
             monitor=cfg.checkpoint.monitor,
             mode=cfg.checkpoint.mode,
             save_top_k=1,
-            save_last=cfg.checkpoint.save_last,
             auto_insert_metric_name=False,
+            enable_version_counter=False,
         )
     ]
+    if cfg.checkpoint.save_last:  # the latest state, whatever its AP: what a resume needs
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints,
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                every_n_train_steps=cfg.checkpoint.every_n_steps,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
     figures = cfg.figures
     if figures.enabled:
         callbacks.append(EvaluationFigures(folder, figures.num_images, figures.score_thresh))
     if with_logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    callbacks.append(PreemptionCheckpoint(folder))
     return callbacks
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train, evaluate and return the value of cfg.optimized_metric (None if it was not computed)."""
+    """Train, evaluate and return the value of cfg.optimized_metric (None if it was not computed).
+
+    Under DDP, every rank runs this; only rank 0 writes the run's files and prints the table.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir()
     datamodule = build_datamodule(cfg)
@@ -93,10 +110,12 @@ def train(cfg: DictConfig) -> float | None:
     try:
         if logger:
             logger.log_hyperparams(config)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        evaluated_at = module.last_metrics.get("_global_step") if module.last_metrics else None
-        if cfg.final_eval and datamodule.val_ann is not None and evaluated_at != trainer.global_step:
-            trainer.validate(module, datamodule=datamodule, verbose=False)
+        with ddp_job_scope(cfg, folder):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            evaluated_at = module.last_metrics.get("_global_step") if module.last_metrics else None
+            if cfg.final_eval and datamodule.val_ann is not None and evaluated_at != trainer.global_step:
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+            wait_for_children(trainer)
     finally:
         finish_wandb(trainer.loggers)
     metrics = module.last_metrics
@@ -104,7 +123,7 @@ def train(cfg: DictConfig) -> float | None:
         print(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
     key = cfg.optimized_metric.removeprefix("val/")
     value = metrics.get(key) if metrics else None
-    return float(value) if value is not None and math.isfinite(value) else None
+    return float(value) if value is not None else None  # NaN tells a sweeper the trial failed
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -15,6 +15,12 @@ PALETTE = (
 )  # fmt: skip
 
 
+def class_captions(labels: Sequence[int], class_names: Sequence[str] | None) -> list[str]:
+    """Return the class name of each label (the label number when it has no name)."""
+    known = len(class_names) if class_names else 0
+    return [class_names[label] if 0 <= label < known else str(label) for label in labels]
+
+
 def detection_captions(
     labels: Sequence[int],
     scores: Sequence[float],
@@ -23,8 +29,7 @@ def detection_captions(
 ) -> list[str]:
     """Return one caption per detection: `<class> box=<score> mask=<mask score>` (mask part if known)."""
     captions = []
-    for i, (label, score) in enumerate(zip(labels, scores)):
-        name = class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
+    for i, (name, score) in enumerate(zip(class_captions(labels, class_names), scores)):
         text = f"{name} box={score:.2f}"
         if mask_scores is not None:
             text += f" mask={mask_scores[i]:.2f}"

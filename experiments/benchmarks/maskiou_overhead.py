@@ -73,6 +73,12 @@ def time_inference(model, images, device: str) -> tuple[float, int]:
     return time.perf_counter() - start, sum(len(o["boxes"]) for o in out)
 
 
+def _order(models: dict, iteration: int) -> list[str]:
+    """Return the model names in the order to time them at `iteration` (alternating)."""
+    names = list(models)
+    return names if iteration % 2 == 0 else names[::-1]
+
+
 def run(args: argparse.Namespace) -> dict:
     """Time both models and return the figures (seconds are medians over the timed iterations)."""
     torch.manual_seed(0)
@@ -94,17 +100,25 @@ def run(args: argparse.Namespace) -> dict:
     }
     train = {k: [] for k in models}
     infer = {k: [] for k in models}
-    detections = {}
+    detections = {k: [] for k in models}
+    # Inference first, on the untrained (identical) weights: every image keeps its 100 detections.
+    # Then training steps. The order of the two models alternates every iteration (ABBA) so that a
+    # warm-cache or allocator advantage of the second model cancels out.
     for it in range(args.warmup + args.iters):
-        for name, model in models.items():
-            model.train()
-            t = time_train_step(model, optimizers[name], images, targets, args.device, seed=it)
-            model.eval()
-            ti, detections[name] = time_inference(model, images, args.device)
+        for name in _order(models, it):
+            models[name].eval()
+            seconds, count = time_inference(models[name], images, args.device)
             if it >= args.warmup:
-                train[name].append(t)
-                infer[name].append(ti)
-        print(f"iteration {it + 1}/{args.warmup + args.iters} done", file=sys.stderr, flush=True)
+                infer[name].append(seconds)
+                detections[name].append(count)
+        print(f"inference iteration {it + 1}/{args.warmup + args.iters} done", file=sys.stderr, flush=True)
+    for it in range(args.warmup + args.iters):
+        for name in _order(models, it):
+            models[name].train()
+            seconds = time_train_step(models[name], optimizers[name], images, targets, args.device, seed=it)
+            if it >= args.warmup:
+                train[name].append(seconds)
+        print(f"training iteration {it + 1}/{args.warmup + args.iters} done", file=sys.stderr, flush=True)
     med = {
         f"{kind}_s_{k}": statistics.median(v[k])
         for kind, v in (("train", train), ("infer", infer))
@@ -116,7 +130,9 @@ def run(args: argparse.Namespace) -> dict:
         "input": f"{args.height}x{args.width}",
         "batch": args.batch,
         "iters": args.iters,
-        "detections_per_batch": detections["ms_rcnn"],
+        "detections_per_batch": {k: statistics.median(v) for k, v in detections.items()},
+        "train_s_each": train,
+        "infer_s_each": infer,
         **med,
         "train_ratio": med["train_s_ms_rcnn"] / med["train_s_mask_rcnn"],
         "infer_ratio": med["infer_s_ms_rcnn"] / med["infer_s_mask_rcnn"],
