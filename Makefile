@@ -23,6 +23,10 @@ test: install
 	$(BIN)/python -m ruff check msr tests experiments
 	$(BIN)/python -m pytest
 
+# Every benchmark under experiments/benchmarks/ -> experiments/benchmarks/results/{*.json,SUMMARY.md}
+bench: install
+	$(BIN)/python experiments/run_benchmarks.py $(ARGS)
+
 lint: install
 	$(BIN)/python -m ruff check msr tests experiments
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from msr.figures import (
@@ -43,11 +45,15 @@ class EvaluationFigures(pl.Callback):
     (wandb.Histogram) and `val/per_class_ap` (wandb.Table), at the step of the evaluation's metrics.
     """
 
-    def __init__(self, folder: str | Path, num_images: int = 4, score_thresh: float = 0.5) -> None:
+    def __init__(
+        self, folder: str | Path, num_images: int = 4, score_thresh: float = 0.5, min_side: int = 384
+    ) -> None:
+        """`min_side`: smaller pictures are enlarged by a whole factor to reach it (legible captions)."""
         super().__init__()
         self.folder = Path(folder)
         self.num_images = int(num_images)
         self.score_thresh = float(score_thresh)
+        self.min_side = int(min_side)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -89,11 +95,14 @@ class EvaluationFigures(pl.Callback):
                 image, target = dataset[index]
                 image = image.as_subclass(torch.Tensor)
                 output = {k: v.cpu() for k, v in model([image.to(pl_module.device)])[0].items()}
+                factor = max(1, math.ceil(self.min_side / min(image.shape[-2:])))
+                _, truth_instances = enlarge(image, target, factor, image_done=True)
+                image, output = enlarge(image, output, factor)
                 labels = target["labels"].tolist()
                 truth = draw_instances(
                     image,
-                    target["boxes"].as_subclass(torch.Tensor),
-                    target["masks"].as_subclass(torch.Tensor),
+                    truth_instances["boxes"],
+                    truth_instances["masks"],
                     labels,
                     class_captions(labels, class_names),
                 )
@@ -157,6 +166,29 @@ class EvaluationFigures(pl.Callback):
         if pred.size:
             out["val/pred_iou"] = wandb.Histogram(np.clip(pred, 0, 1))
         return out
+
+
+def enlarge(
+    image: torch.Tensor, instances: dict, factor: int, image_done: bool = False
+) -> tuple[torch.Tensor, dict]:
+    """Return (image, instances) enlarged `factor` times: image and masks by nearest neighbour, boxes scaled.
+
+    `instances` holds `boxes` [N, 4] and `masks` ([N, H, W] or [N, 1, H, W], bool or probabilities);
+    its other entries are kept. With `image_done`, `image` is returned as given.
+    """
+    out = dict(instances)
+    out["boxes"] = instances["boxes"].as_subclass(torch.Tensor).float() * factor
+    masks = instances["masks"].as_subclass(torch.Tensor)
+    if factor > 1 and masks.numel():
+        flat = masks.float().reshape(-1, 1, *masks.shape[-2:])
+        flat = F.interpolate(flat, scale_factor=factor, mode="nearest")
+        masks = flat.reshape(*masks.shape[:-2], *flat.shape[-2:])
+    elif factor > 1:
+        masks = masks.new_zeros((*masks.shape[:-2], masks.shape[-2] * factor, masks.shape[-1] * factor))
+    out["masks"] = masks
+    if not image_done and factor > 1:
+        image = F.interpolate(image[None].float(), scale_factor=factor, mode="nearest")[0]
+    return image, out
 
 
 class PreemptionCheckpoint(pl.Callback):

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig
 
 from msr.callbacks import EvaluationFigures, PreemptionCheckpoint
@@ -79,10 +79,14 @@ def build_callbacks(cfg: DictConfig, folder: Path, with_logger: bool) -> list[pl
         )
     figures = cfg.figures
     if figures.enabled:
-        callbacks.append(EvaluationFigures(folder, figures.num_images, figures.score_thresh))
+        callbacks.append(
+            EvaluationFigures(folder, figures.num_images, figures.score_thresh, figures.min_side)
+        )
     if with_logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     callbacks.append(PreemptionCheckpoint(folder))
+    if cfg.trainer.get("enable_progress_bar", True):  # tqdm also in log files (rich draws only on a terminal)
+        callbacks.append(TQDMProgressBar())
     return callbacks
 
 

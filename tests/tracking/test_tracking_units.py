@@ -113,3 +113,25 @@ def test_side_by_side_png_and_per_class_csv(tmp_path):
     assert rows == [["disc", 0.5, 0.4], ["ring", -1.0, None]]
     text = save_csv(columns, rows, tmp_path / "ap.csv").read_text().splitlines()
     assert text == ["class,bbox AP,segm AP", "disc,0.5,0.4", "ring,-1.0,"]
+
+
+def test_enlarge_scales_image_boxes_and_masks_consistently():
+    import torch
+
+    from msr.callbacks import enlarge
+
+    image = torch.rand(3, 4, 6)
+    masks = torch.zeros(2, 4, 6, dtype=torch.bool)
+    masks[0, 1:3, 2:5] = True
+    instances = {
+        "boxes": torch.tensor([[2.0, 1.0, 5.0, 3.0], [0, 0, 1, 1]]),
+        "masks": masks,
+        "labels": [1, 2],
+    }
+    big, out = enlarge(image, instances, 3)
+    assert big.shape == (3, 12, 18) and torch.equal(big[:, ::3, ::3], image)
+    assert out["masks"].shape == (2, 12, 18) and out["masks"][0].sum() == 9 * masks[0].sum()
+    assert out["boxes"][0].tolist() == [6.0, 3.0, 15.0, 9.0] and out["labels"] == [1, 2]
+    probs = torch.rand(2, 1, 4, 6)  # model output layout
+    _, out = enlarge(image, {"boxes": instances["boxes"], "masks": probs}, 2, image_done=True)
+    assert out["masks"].shape == (2, 1, 8, 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -16,7 +17,7 @@ from wandb_files import config_values, history_rows, offline_runs, read_records,
 
 from msr.figures import CALIBRATION_FIGURE_SIZE
 
-SIZE = 128  # the synthetic pictures' side
+SIZE = 3 * 128  # the synthetic pictures' side, enlarged 3x to reach the 384-pixel minimum
 PAIR = (2 * SIZE + 4, SIZE)  # GT | prediction, 4 px apart (width, height)
 
 
@@ -111,6 +112,19 @@ def test_png_figures_in_the_run_folder(offline_sweep):
             assert np.asarray(picture).std() > 0  # something was drawn
     lines = (step / "per_class_ap.csv").read_text().splitlines()
     assert lines[0] == "class,bbox AP,segm AP" and len(lines) > 2
+
+
+def test_aggregator_reads_a_real_multirun(offline_sweep, tmp_path):
+    # (before the resume test below, which changes job 0's overrides)
+    from msr.aggregate import aggregate
+
+    _, csv_path = aggregate([offline_sweep["sweep"]], tmp_path / "table")
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["seeds"] == "2"  # one variant: the two jobs differ only by seed
+    jobs = offline_sweep["jobs"]
+    aps = [json.loads((job / "eval" / "val_metrics.json").read_text())["segm/AP"] for job in jobs]
+    assert float(rows[0]["segm AP mean"]) == pytest.approx(sum(aps) / 2)
 
 
 def test_resume_continues_the_same_wandb_run(offline_sweep, wandb_env):

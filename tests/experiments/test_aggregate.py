@@ -1,0 +1,68 @@
+"""msr-aggregate on hand-made job folders (known means and stds) and its errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from msr.aggregate import AggregateError, aggregate, variant_key
+
+
+def make_job(folder, overrides, metrics):
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "eval").mkdir()
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "eval" / "val_metrics.json").write_text(json.dumps(metrics))
+
+
+def test_variant_ignores_seed_logging_and_order():
+    a = variant_key(["seed=2", "head=none", "experiment=x", "logger=csv", "hydra.sweep.dir=/a"])
+    b = variant_key(["experiment=x", "head=none", "seed=0"])
+    assert a == b == ("experiment=x", "head=none")
+
+
+def test_mean_and_std_over_seeds_per_variant(tmp_path):
+    sweep = tmp_path / "sweep"
+    values = {"maskiou": [0.30, 0.34, 0.32], "none": [0.28, 0.30, 0.29]}
+    job = 0
+    for head, aps in values.items():
+        for seed, ap in enumerate(aps):
+            metrics = {"segm/AP": ap, "bbox/AP": 0.4, "calib/pearson_class_score": 0.5}
+            if head == "maskiou":
+                metrics["calib/pearson_mask_score"] = 0.6 + seed / 100
+            make_job(sweep / str(job), [f"head={head}", f"seed={seed}"], metrics)
+            job += 1
+    make_job(sweep / "9", ["head=none", "seed=9"], {"segm/AP": float("nan"), "bbox/AP": 0.4})
+    md, csv_path = aggregate([sweep], tmp_path / "out" / "heads")
+    text = md.read_text()
+    assert "| `head=maskiou` | 3 | 0.320 ± 0.020 | 0.400 ± 0.000 |" in text
+    assert "| `head=none` | 4 | 0.290 ± 0.010 |" in text  # the NaN run counts as a seed, not in the mean
+    assert "n/a" in text  # Mask R-CNN has no mask-score correlation
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()]
+    header = rows[0]
+    assert header[:4] == ["variant", "seeds", "segm AP mean", "segm AP std"]
+    maskiou = dict(zip(header, rows[1]))
+    assert float(maskiou["Pearson IoU~mask score mean"]) == pytest.approx(0.61)
+    assert float(maskiou["segm AP std"]) == pytest.approx(0.02)
+    assert math.isnan(float(dict(zip(header, rows[2]))["Pearson IoU~mask score mean"]))
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(AggregateError, match="no finished runs"):
+        aggregate([tmp_path], tmp_path / "out")
+    make_job(tmp_path / "0", ["seed=0"], {})
+    (tmp_path / "0" / "eval" / "val_metrics.json").write_text("{broken")
+    with pytest.raises(AggregateError, match=r"0/eval/val_metrics.json"):
+        aggregate([tmp_path], tmp_path / "out")
+    proc = subprocess.run(
+        [sys.executable, "-m", "msr.aggregate", str(tmp_path / "missing"), "--out", str(tmp_path / "x")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "missing: no such folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
