@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from msr.files import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = HERE / "benchmarks"
 DEFAULT_OUT = BENCHMARKS / "results"
@@ -111,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {script.name} ...", flush=True)
         results.append(run_one(script, args.out))
         print(results[-1]["output"] or results[-1]["errors"], flush=True)
-    text = summary(results)
-    tmp = args.out / ".SUMMARY.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, args.out / "SUMMARY.md")
+    write_text_atomic(summary(results), args.out / "SUMMARY.md")
     print(f"wrote {args.out / 'SUMMARY.md'}")
     return 0 if all(r["status"] == 0 for r in results) else 1
 

@@ -11,7 +11,6 @@ evaluated, the upper bound, and the number of seeds. Writes `<out>.md` and `<out
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from msr.files import save_csv, write_text_atomic
 
 #: (column title, metrics key) of the table, in order.
 COLUMNS = (
@@ -137,14 +138,6 @@ def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(text: str, path: Path) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path]:
     """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths."""
     runs = find_runs(folders)
@@ -156,13 +149,8 @@ def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> t
     out = Path(out)
     md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     sources = ", ".join(str(f) for f in folders)
-    write_atomic(f"{len(runs)} runs from {sources}\n\n" + to_markdown(columns, rows), md)
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
+    write_text_atomic(f"{len(runs)} runs from {sources}\n\n" + to_markdown(columns, rows), md)
+    save_csv(columns, rows, csv_path)
     return md, csv_path
 
 

@@ -6,7 +6,6 @@ folder. Matplotlib runs on its non-interactive Agg canvas, so no display is need
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from msr.evaluation import CalibrationData
+from msr.files import save_csv
+
+__all__ = [
+    "CALIBRATION_FIGURE_SIZE", "calibration_figure", "figure_to_array", "per_class_ap",
+    "reliability_curve", "save_csv", "save_png", "side_by_side",
+]  # fmt: skip
 
 #: Size of the calibration figure in pixels (width, height).
 CALIBRATION_FIGURE_SIZE = (1000, 800)
@@ -120,19 +125,6 @@ def per_class_ap(
     columns = ["class", *[f"{t} AP" for t in iou_types]]
     rows = [[name, *[_finite(metrics.get(f"{t}/AP-{name}")) for t in iou_types]] for name in names]
     return columns, rows
-
-
-def save_csv(columns: Sequence[str], rows: Sequence[Sequence], path: str | os.PathLike) -> Path:
-    """Write a CSV table atomically; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
 
 
 def _finite(value: float | None) -> float | None:
