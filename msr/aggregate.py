@@ -138,6 +138,16 @@ def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def drop_common_overrides(variants: Sequence[Variant]) -> tuple[str, ...]:
+    """Remove the overrides every variant shares (when there are several) from their names; return them."""
+    if len(variants) < 2:
+        return ()
+    common = set.intersection(*(set(v.overrides) for v in variants))
+    for variant in variants:
+        variant.overrides = tuple(o for o in variant.overrides if o not in common)
+    return tuple(sorted(common))
+
+
 def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path]:
     """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths."""
     runs = find_runs(folders)
@@ -145,11 +155,14 @@ def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> t
         raise AggregateError(
             f"no finished runs (eval/val_metrics.json + .hydra/overrides.yaml) under {folders}"
         )
-    columns, rows = table_rows(group_runs(runs))
+    variants = group_runs(runs)
+    common = drop_common_overrides(variants)
+    columns, rows = table_rows(variants)
     out = Path(out)
     md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     sources = ", ".join(str(f) for f in folders)
-    write_text_atomic(f"{len(runs)} runs from {sources}\n\n" + to_markdown(columns, rows), md)
+    shared = f"Overrides common to every variant: `{' '.join(common)}`\n\n" if common else ""
+    write_text_atomic(f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows), md)
     save_csv(columns, rows, csv_path)
     return md, csv_path
 

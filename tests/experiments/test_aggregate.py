@@ -35,11 +35,12 @@ def test_mean_and_std_over_seeds_per_variant(tmp_path):
             metrics = {"segm/AP": ap, "bbox/AP": 0.4, "calib/pearson_class_score": 0.5}
             if head == "maskiou":
                 metrics["calib/pearson_mask_score"] = 0.6 + seed / 100
-            make_job(sweep / str(job), [f"head={head}", f"seed={seed}"], metrics)
+            make_job(sweep / str(job), ["experiment=x", f"head={head}", f"seed={seed}"], metrics)
             job += 1
-    make_job(sweep / "9", ["head=none", "seed=9"], {"segm/AP": float("nan"), "bbox/AP": 0.4})
+    make_job(sweep / "9", ["head=none", "experiment=x", "seed=9"], {"segm/AP": float("nan"), "bbox/AP": 0.4})
     md, csv_path = aggregate([sweep], tmp_path / "out" / "heads")
     text = md.read_text()
+    assert "Overrides common to every variant: `experiment=x`" in text
     assert "| `head=maskiou` | 3 | 0.320 ± 0.020 | 0.400 ± 0.000 |" in text
     assert "| `head=none` | 4 | 0.290 ± 0.010 |" in text  # the NaN run counts as a seed, not in the mean
     assert "n/a" in text  # Mask R-CNN has no mask-score correlation
