@@ -91,23 +91,25 @@ class EvaluationFigures(pl.Callback):
         model.eval()
         pictures = []
         try:
-            for index in range(min(self.num_images, len(dataset))):
-                image, target = dataset[index]
-                image = image.as_subclass(torch.Tensor)
-                output = {k: v.cpu() for k, v in model([image.to(pl_module.device)])[0].items()}
+            samples = [dataset[index] for index in range(min(self.num_images, len(dataset)))]
+            if not samples:
+                return []
+            images = [image.as_subclass(torch.Tensor) for image, _ in samples]
+            outputs = model([image.to(pl_module.device) for image in images])  # one batched pass
+            for image, (_, target), output in zip(images, samples, outputs):
                 factor = max(1, math.ceil(self.min_side / min(image.shape[-2:])))
-                _, truth_instances = enlarge(image, target, factor, image_done=True)
-                image, output = enlarge(image, output, factor)
+                truth = enlarge_instances(target, factor)
+                prediction = enlarge_instances({k: v.cpu() for k, v in output.items()}, factor)
+                image = enlarge_image(image, factor)
                 labels = target["labels"].tolist()
-                truth = draw_instances(
-                    image,
-                    truth_instances["boxes"],
-                    truth_instances["masks"],
-                    labels,
-                    class_captions(labels, class_names),
-                )
-                prediction = draw_prediction(image, output, class_names, self.score_thresh)
-                pictures.append((int(target["image_id"]), side_by_side(truth, prediction)))
+                pictures.append((
+                    int(target["image_id"]),
+                    side_by_side(
+                        draw_instances(image, truth["boxes"], truth["masks"], labels,
+                                       class_captions(labels, class_names)),
+                        draw_prediction(image, prediction, class_names, self.score_thresh),
+                    ),
+                ))  # fmt: skip
         finally:
             model.train(was_training)
         return pictures
@@ -168,27 +170,29 @@ class EvaluationFigures(pl.Callback):
         return out
 
 
-def enlarge(
-    image: torch.Tensor, instances: dict, factor: int, image_done: bool = False
-) -> tuple[torch.Tensor, dict]:
-    """Return (image, instances) enlarged `factor` times: image and masks by nearest neighbour, boxes scaled.
+def enlarge_image(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Return the [C, H, W] image enlarged `factor` times by nearest neighbour (as float)."""
+    if factor == 1:
+        return image
+    return F.interpolate(image[None].float(), scale_factor=factor, mode="nearest")[0]
 
-    `instances` holds `boxes` [N, 4] and `masks` ([N, H, W] or [N, 1, H, W], bool or probabilities);
-    its other entries are kept. With `image_done`, `image` is returned as given.
+
+def enlarge_instances(instances: dict, factor: int) -> dict:
+    """Return a copy of `instances` for an image enlarged `factor` times: boxes scaled, masks enlarged.
+
+    `boxes` [N, 4]; `masks` [N, H, W] or [N, 1, H, W], bool or probabilities (nearest neighbour);
+    other entries are kept as they are.
     """
     out = dict(instances)
     out["boxes"] = instances["boxes"].as_subclass(torch.Tensor).float() * factor
     masks = instances["masks"].as_subclass(torch.Tensor)
-    if factor > 1 and masks.numel():
+    if factor > 1:
+        height, width = masks.shape[-2] * factor, masks.shape[-1] * factor
         flat = masks.float().reshape(-1, 1, *masks.shape[-2:])
-        flat = F.interpolate(flat, scale_factor=factor, mode="nearest")
-        masks = flat.reshape(*masks.shape[:-2], *flat.shape[-2:])
-    elif factor > 1:
-        masks = masks.new_zeros((*masks.shape[:-2], masks.shape[-2] * factor, masks.shape[-1] * factor))
+        flat = F.interpolate(flat, size=(height, width), mode="nearest") if flat.numel() else flat
+        masks = flat.reshape(*masks.shape[:-2], height, width)
     out["masks"] = masks
-    if not image_done and factor > 1:
-        image = F.interpolate(image[None].float(), scale_factor=factor, mode="nearest")[0]
-    return image, out
+    return out
 
 
 class PreemptionCheckpoint(pl.Callback):

@@ -28,6 +28,8 @@ from typing import Any
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from msr.files import write_text_atomic
+
 #: Environment variables Lightning's subprocess launcher sets in the launching process.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 CONFIG_FOLDER = ".ddp"
@@ -57,10 +59,8 @@ def ddp_job_scope(cfg: DictConfig, folder: Path) -> Iterator[None]:
     saved_run_dir = None
     if hydra_cfg is not None:
         config_dir = folder / CONFIG_FOLDER
-        config_dir.mkdir(parents=True, exist_ok=True)
-        tmp = config_dir / ".config.yaml.tmp"
-        OmegaConf.save(cfg, tmp, resolve=False)  # interpolations resolve again in the child
-        os.replace(tmp, config_dir / "config.yaml")
+        # unresolved: interpolations such as ${hydra:runtime.output_dir} resolve again in the child
+        write_text_atomic(OmegaConf.to_yaml(cfg, resolve=False), config_dir / "config.yaml")
         sys.argv[:] = pinned_argv(sys.argv[0], config_dir)
         with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
             saved_run_dir = hydra_cfg.hydra.run.dir

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from msr.evaluation import CalibrationData
-from msr.files import save_csv
+from msr.files import atomic_path, save_csv
 
 __all__ = [
     "CALIBRATION_FIGURE_SIZE", "calibration_figure", "figure_to_array", "per_class_ap",
@@ -104,12 +104,9 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarra
 
 def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an [H, W, 3] uint8 array as a PNG atomically (temp file + rename); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(np.ascontiguousarray(picture)).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(picture)).save(tmp, format="PNG")
+    return Path(path)
 
 
 def per_class_ap(

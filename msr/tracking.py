@@ -28,6 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from msr.files import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
@@ -86,10 +88,7 @@ def persistent_run_identity(folder: str | os.PathLike, name: str, group: str) ->
         if isinstance(stored, dict) and stored.get("id"):
             return {"id": str(stored["id"]), **{"name": name, "group": group, **_names(stored)}}
     identity = {"id": secrets.token_hex(4), "name": name, "group": group}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(identity) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps(identity) + "\n", path)
     return identity
 
 
@@ -205,9 +204,16 @@ def make_wandb_logger(
         import wandb
 
         init["settings"] = wandb.Settings(**dict(settings))
-    if mode != "disabled":
+    if mode != "disabled" and _global_rank() == 0:  # other ranks never start a run; no racing writers
         init.update(persistent_run_identity(save_dir, init["name"], init["group"]))
     return WandbLogger(**init)
+
+
+def _global_rank() -> int:
+    """Return this process's global rank as the launcher set it (0 outside distributed runs)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def wandb_loggers(loggers: Sequence[Any]) -> list[Any]:

@@ -52,6 +52,7 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
         env=scale_env, cwd=tmp_path,
     )  # fmt: skip
     assert f"after {stopped_at + 2} steps" in resumed.stdout
+    assert f"ckpt_path=auto: resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout  # Hydra log
     after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert after["global_step"] == stopped_at + 2
     assert after["lr_schedulers"][0]["last_epoch"] == stopped_at + 2  # the schedule went on
@@ -63,5 +64,5 @@ def test_auto_without_checkpoint_starts_fresh(tmp_path, scale_env):
         "train", *LONG, "trainer.max_steps=1", "final_eval=false", "ckpt_path=auto", f"hydra.run.dir={run}",
         env=scale_env, cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 0 and "resuming from" not in proc.stderr
+    assert proc.returncode == 0 and "resuming from" not in proc.stdout + proc.stderr
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1

@@ -118,7 +118,7 @@ def test_side_by_side_png_and_per_class_csv(tmp_path):
 def test_enlarge_scales_image_boxes_and_masks_consistently():
     import torch
 
-    from msr.callbacks import enlarge
+    from msr.callbacks import enlarge_image, enlarge_instances
 
     image = torch.rand(3, 4, 6)
     masks = torch.zeros(2, 4, 6, dtype=torch.bool)
@@ -128,10 +128,27 @@ def test_enlarge_scales_image_boxes_and_masks_consistently():
         "masks": masks,
         "labels": [1, 2],
     }
-    big, out = enlarge(image, instances, 3)
+    big = enlarge_image(image, 3)
     assert big.shape == (3, 12, 18) and torch.equal(big[:, ::3, ::3], image)
+    out = enlarge_instances(instances, 3)
     assert out["masks"].shape == (2, 12, 18) and out["masks"][0].sum() == 9 * masks[0].sum()
     assert out["boxes"][0].tolist() == [6.0, 3.0, 15.0, 9.0] and out["labels"] == [1, 2]
     probs = torch.rand(2, 1, 4, 6)  # model output layout
-    _, out = enlarge(image, {"boxes": instances["boxes"], "masks": probs}, 2, image_done=True)
-    assert out["masks"].shape == (2, 1, 8, 12)
+    assert enlarge_instances({"boxes": instances["boxes"], "masks": probs}, 2)["masks"].shape == (2, 1, 8, 12)
+    empty = {"boxes": torch.zeros(0, 4), "masks": torch.zeros(0, 1, 4, 6)}  # no detection
+    assert enlarge_instances(empty, 2)["masks"].shape == (0, 1, 8, 12)
+    assert enlarge_image(image, 1) is image
+
+
+def test_only_rank_zero_stores_the_run_identity(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from msr.tracking import make_wandb_logger
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    make_wandb_logger(str(tmp_path / "rank1"), mode="offline")
+    assert not (tmp_path / "rank1" / RUN_FILE).exists()  # no second writer racing rank 0
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    logger = make_wandb_logger(str(tmp_path / "rank0"), mode="offline")
+    stored = json.loads((tmp_path / "rank0" / RUN_FILE).read_text())
+    assert logger.version == stored["id"]  # constructing the logger starts no run
