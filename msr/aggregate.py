@@ -3,9 +3,16 @@
     msr-aggregate multirun/ablation/2026-11-25_10-00-00 [more sweeps ...] --out experiments/results/heads
 
 Every job folder (one holding `.hydra/overrides.yaml` and `eval/val_metrics.json`) is a run. Runs
-with the same overrides apart from the seed are one *variant*; each variant becomes a row with
-mean ± std over its seeds of segm AP, bbox AP, segm AP75, the calibration correlations and, when
-evaluated, the upper bound, and the number of seeds. Writes `<out>.md` and `<out>.csv`.
+whose resolved configs (`.hydra/config.yaml`) are equal apart from the seed and logging settings are
+one *variant*, even when they come from different studies (the default MS R-CNN of one study is the
+same model as that of another); without a config file, the overrides decide. Each variant becomes a
+row with mean ± std over its seeds of segm AP, bbox AP, segm AP75, the calibration correlations and,
+when evaluated (`evaluation.upper_bound=true`), the segm AP of the same masks ranked by the class
+score alone, the per-seed gain of the MaskIoU rescoring over it, and the true-IoU upper bound; and
+the number of seeds. A variant is named by its overrides (without `study=`, which only picks what a
+sweep varies). Metrics missing from `eval/val_metrics.json` are taken from `eval/scored_metrics.json`
+when present (written by `experiments/rescore_runs.py` from the saved results, so old runs gain new
+metrics without retraining). Writes `<out>.md` and `<out>.csv`.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from msr.files import save_csv, write_text_atomic
 
+#: Per-run derived metric: segm AP minus the segm AP of the same masks ranked by class score.
+RESCORING_GAIN = "segm_rescoring_gain/AP"
 #: (column title, metrics key) of the table, in order.
 COLUMNS = (
     ("segm AP", "segm/AP"),
@@ -33,12 +43,16 @@ COLUMNS = (
     ("Pearson IoU~mask score", "calib/pearson_mask_score"),
     ("Spearman IoU~class score", "calib/spearman_class_score"),
     ("Spearman IoU~mask score", "calib/spearman_mask_score"),
+    ("segm AP class score only", "segm_class_score/AP"),
+    ("segm AP gain of rescoring", RESCORING_GAIN),
     ("segm AP upper bound", "segm_upper_bound/AP"),
 )
-#: Overrides that do not define a variant.
+#: Overrides (and resolved config keys) that do not define a variant.
 IGNORED_KEYS = (
     "seed", "hydra.", "logger", "ckpt_path", "trainer.devices", "data.num_workers", "data.cache_dir",
 )  # fmt: skip
+#: Overrides that do not name a variant: a study only chooses what its sweep varies.
+UNNAMED_KEYS = ("study",)
 
 
 class AggregateError(ValueError):
@@ -70,36 +84,84 @@ def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
     return runs
 
 
+def _ignored(key: str) -> bool:
+    """Return True for an override or dotted config key that does not define a variant."""
+    return key.lstrip("+~").startswith(IGNORED_KEYS)
+
+
 def variant_key(overrides: Sequence[str]) -> tuple[str, ...]:
     """Return the overrides that define a variant (seed, logging and Hydra settings removed), sorted."""
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_KEYS)]
-    return tuple(sorted(kept))
+    return tuple(sorted(o for o in overrides if not _ignored(o)))
 
 
-def load_run(run: Path) -> tuple[tuple[str, ...], dict[str, float]]:
-    """Return (variant key, metrics) of one job folder."""
-    overrides_file, metrics_file = run / ".hydra" / "overrides.yaml", run / "eval" / "val_metrics.json"
+def variant_name(overrides: Sequence[str]) -> tuple[str, ...]:
+    """Return the overrides that name a variant: `variant_key` without `study=`."""
+    return tuple(o for o in variant_key(overrides) if o.split("=", 1)[0].lstrip("+~") not in UNNAMED_KEYS)
+
+
+def config_key(config: Any, prefix: str = "") -> tuple[tuple[str, str], ...]:
+    """Return the resolved config as sorted (dotted key, JSON value) pairs, without ignored keys."""
+    if isinstance(config, dict):
+        pairs: list[tuple[str, str]] = []
+        for key, value in config.items():
+            pairs += config_key(value, f"{prefix}{key}.")
+        return tuple(sorted(p for p in pairs if not _ignored(p[0])))
+    return ((prefix.rstrip("."), json.dumps(config, sort_keys=True)),)
+
+
+def _read(path: Path, parse: Any) -> Any:
+    """Return `parse(text of path)`; AggregateError naming the file on failure."""
     try:
-        overrides = yaml.safe_load(overrides_file.read_text()) or []
-    except (OSError, yaml.YAMLError) as err:
-        raise AggregateError(f"{overrides_file}: {err}") from err
-    try:
-        metrics = json.loads(metrics_file.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise AggregateError(f"{metrics_file}: {err}") from err
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise AggregateError(f"{path}: {err}") from err
+
+
+def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
+    """Return (variant key, variant name, metrics) of one job folder.
+
+    The key is the resolved config (or, without `.hydra/config.yaml`, the overrides); the metrics are
+    `eval/val_metrics.json` completed from `eval/scored_metrics.json`, plus the derived rescoring gain.
+    """
+    overrides = _read(run / ".hydra" / "overrides.yaml", yaml.safe_load) or []
+    metrics = _read(run / "eval" / "val_metrics.json", json.loads)
     if not isinstance(overrides, list) or not isinstance(metrics, dict):
         raise AggregateError(f"{run}: overrides.yaml must hold a list and val_metrics.json an object")
-    return variant_key([str(o) for o in overrides]), metrics
+    scored_file = run / "eval" / "scored_metrics.json"
+    if scored_file.is_file():
+        scored = _read(scored_file, json.loads)
+        if not isinstance(scored, dict):
+            raise AggregateError(f"{scored_file}: must hold an object")
+        metrics = {**{k: v for k, v in scored.items() if isinstance(v, (int, float))}, **metrics}
+    if "segm/AP" in metrics and "segm_class_score/AP" in metrics:
+        metrics[RESCORING_GAIN] = metrics["segm/AP"] - metrics["segm_class_score/AP"]
+    overrides = [str(o) for o in overrides]
+    config_file = run / ".hydra" / "config.yaml"
+    key: tuple = variant_key(overrides)
+    if config_file.is_file():
+        key = config_key(_read(config_file, yaml.safe_load) or {})
+    return key, variant_name(overrides), metrics
 
 
 def group_runs(runs: Iterable[Path]) -> list[Variant]:
-    """Return the variants of `runs`, in order of first appearance."""
-    variants: dict[tuple[str, ...], Variant] = {}
+    """Return the variants of `runs`, in order of first appearance, named by their first run's overrides.
+
+    Variants that would share a name but differ in config get the differing config values appended.
+    """
+    variants: dict[tuple, Variant] = {}
     for run in runs:
-        key, metrics = load_run(run)
-        variant = variants.setdefault(key, Variant(key))
+        key, name, metrics = load_run(run)
+        variant = variants.setdefault(key, Variant(name))
         variant.runs.append(metrics)
         variant.folders.append(run)
+    by_name: dict[tuple[str, ...], list[tuple]] = {}
+    for key, variant in variants.items():
+        by_name.setdefault(variant.overrides, []).append(key)
+    for keys in (k for k in by_name.values() if len(k) > 1):
+        shared = set.intersection(*(set(k) for k in keys))
+        for key in keys:
+            extra = [f"{k}={json.loads(v)}" for k, v in key if (k, v) not in shared]
+            variants[key].overrides = (*variants[key].overrides, *extra)
     return list(variants.values())
 
 

@@ -193,7 +193,7 @@ class MSRModule(pl.LightningModule):
         logged = {
             f"{prefix}/{k}": v
             for k, v in metrics.items()
-            if k in LOGGED_METRICS or k.startswith(("calib/", "segm_upper_bound/AP"))
+            if k in LOGGED_METRICS or k.startswith(("calib/", "segm_upper_bound/AP", "segm_class_score/AP"))
         }
         logged = {k: float(v) for k, v in logged.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if f"{prefix}/segm/AP" not in logged:  # the checkpoint monitor needs it even when undefined

@@ -111,6 +111,7 @@ def metrics_table(metrics: Mapping[str, float], title: str) -> str:
         ("segm AP", "segm/AP"),
         ("segm AP50", "segm/AP50"),
         ("segm AP75", "segm/AP75"),
+        ("segm AP (class score only, no rescoring)", "segm_class_score/AP"),
         ("segm AP (true-IoU upper bound)", "segm_upper_bound/AP"),
         ("Pearson(true IoU, class score)", "calib/pearson_class_score"),
         ("Pearson(true IoU, mask score)", "calib/pearson_mask_score"),

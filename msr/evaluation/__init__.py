@@ -7,13 +7,20 @@ from msr.evaluation.calibration import (
     CalibrationData,
     calibration_data,
     calibration_metrics,
+    class_score_results,
     compute_calibration,
     pearson,
     spearman,
     true_mask_ious,
     upper_bound_results,
 )
-from msr.evaluation.coco_eval import STAT_NAMES, evaluate_coco, format_coco_table, score_results_file
+from msr.evaluation.coco_eval import (
+    STAT_NAMES,
+    evaluate_coco,
+    format_coco_table,
+    rescoring_metrics,
+    score_results_file,
+)
 from msr.evaluation.distributed import broadcast_object, dedupe_by_image, gather_results
 from msr.evaluation.errors import EvaluationError
 from msr.evaluation.evaluator import COCOEvaluator
@@ -32,6 +39,7 @@ __all__ = [
     "calibration_data",
     "calibration_metrics",
     "check_results",
+    "class_score_results",
     "compute_calibration",
     "dedupe_by_image",
     "encode_masks",
@@ -44,6 +52,7 @@ __all__ = [
     "make_coco",
     "pearson",
     "predictions_to_coco",
+    "rescoring_metrics",
     "save_json_atomic",
     "score_results_file",
     "spearman",

@@ -125,9 +125,9 @@ def score_results_file(
 
     `iou_types`: "bbox", "segm" or both; by default those the file's first result supports (`bbox` key →
     bbox, `segmentation` key → segm). `calibration` adds the `calib/*` metrics and `upper_bound` the
-    `segm_upper_bound/*` metrics (both need segm results).
+    `rescoring_metrics` (`segm_upper_bound/*`, `segm_class_score/*`); both need segm results.
     """
-    from msr.evaluation.calibration import compute_calibration, upper_bound_results
+    from msr.evaluation.calibration import compute_calibration
 
     results, source = load_results(results_json)
     if isinstance(iou_types, str):
@@ -149,9 +149,35 @@ def score_results_file(
         if calibration:
             metrics.update(calib)
         if upper_bound:
-            rescored = upper_bound_results(results, coco_gt, true_iou=data.true_iou)
-            ub = evaluate_coco(rescored, coco_gt, "segm", backend, per_class=False)
-            metrics.update({k.replace("segm/", "segm_upper_bound/", 1): v for k, v in ub.items()})
+            metrics.update(rescoring_metrics(results, coco_gt, data.true_iou, backend))
+    return metrics
+
+
+def rescoring_metrics(
+    segm_results: ResultsLike,
+    gt: GroundTruthLike,
+    true_iou: np.ndarray,
+    backend: str = "faster_coco_eval",
+    img_ids: Iterable[int] | None = None,
+) -> dict[str, float]:
+    """Return the paper's Table 7 comparison: the same segm results re-ranked by other mask scores.
+
+    `segm_upper_bound/*`: the 12 COCO stats with score = class score × true IoU (an oracle MaskIoU head;
+    `true_iou` as from `calibration.true_mask_ious`). `segm_class_score/*`, only when some result carries
+    a predicted IoU (MS R-CNN): score = class score, i.e. the MaskIoU rescoring switched off, so
+    `segm/AP - segm_class_score/AP` is the gain of the rescoring alone on the same masks.
+    """
+    from msr.evaluation.calibration import class_score_results, upper_bound_results
+
+    results, _ = load_results(segm_results)
+    coco_gt = make_coco(gt, backend)
+    rescorings = {"segm_upper_bound/": upper_bound_results(results, coco_gt, true_iou)}
+    if any(r.get("mask_iou") is not None for r in results):
+        rescorings["segm_class_score/"] = class_score_results(results)
+    metrics: dict[str, float] = {}
+    for prefix, rescored in rescorings.items():
+        stats = evaluate_coco(rescored, coco_gt, "segm", backend, img_ids=img_ids, per_class=False)
+        metrics.update({k.replace("segm/", prefix, 1): v for k, v in stats.items()})
     return metrics
 
 

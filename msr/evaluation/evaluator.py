@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from msr.evaluation.calibration import CalibrationData, compute_calibration, upper_bound_results
-from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.calibration import CalibrationData, compute_calibration
+from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
 from msr.evaluation.distributed import broadcast_object, gather_results, get_rank
 from msr.evaluation.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
@@ -24,7 +24,9 @@ class COCOEvaluator:
     and returns the same metrics dict on every rank. Only the images seen by `update` are evaluated.
 
     Metric keys: `bbox/*`, `segm/*` (see `coco_eval`), `calib/*` (see `calibration`) when `calibration`,
-    `segm_upper_bound/*` (the 12 COCO stats with the true IoU as MaskIoU, paper Table 7) when `upper_bound`.
+    when `upper_bound`, `segm_upper_bound/*` (the 12 COCO stats with the true IoU as MaskIoU, paper
+    Table 7) and, for MS R-CNN results, `segm_class_score/*` (ranked by class score alone); see
+    `coco_eval.rescoring_metrics`.
     """
 
     def __init__(
@@ -142,9 +144,6 @@ class COCOEvaluator:
             if self.calibration:
                 metrics.update(calib)
             if self.upper_bound:
-                rescored = upper_bound_results(results["segm"], coco_gt, self.calibration_data.true_iou)
-                ub = evaluate_coco(
-                    rescored, coco_gt, "segm", self.backend, img_ids=image_ids, per_class=False
-                )
-                metrics.update({k.replace("segm/", "segm_upper_bound/", 1): v for k, v in ub.items()})
+                true_iou = self.calibration_data.true_iou
+                metrics.update(rescoring_metrics(results["segm"], coco_gt, true_iou, self.backend, image_ids))
         return metrics

@@ -15,8 +15,10 @@ from pycocotools.cocoeval import COCOeval
 from msr.evaluation import (
     calibration_data,
     calibration_metrics,
+    class_score_results,
     compute_calibration,
     evaluate_coco,
+    rescoring_metrics,
     score_results_file,
     true_mask_ious,
     upper_bound_results,
@@ -156,6 +158,35 @@ def test_upper_bound_fixes_a_bad_ranking(synth, backend):
     assert upper == pytest.approx(1.0, abs=1e-15)  # pycocotools: 1/(1+eps) for a single TP
 
 
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_rescoring_metrics_separate_the_maskiou_gain(synth, backend):
+    """Two masks of one object: the class score prefers the worse one, the predicted IoU fixes it."""
+    gt = {
+        "images": [{"id": 1, "height": H, "width": W}],
+        "categories": [dict(c) for c in synth.CATEGORIES],
+        "annotations": [synth.annotation(1, 1, 3, H, W, (0, 0, 10, 10))],
+    }
+    good = synth.rle_of(synth.rect_mask(H, W, 0, 0, 10, 10))  # IoU 1.0
+    bad = synth.rle_of(synth.rect_mask(H, W, 0, 0, 6, 10))  # IoU 0.6
+    results = [
+        {"image_id": 1, "category_id": 3, "segmentation": good, "class_score": 0.8, "mask_iou": 0.9},
+        {"image_id": 1, "category_id": 3, "segmentation": bad, "class_score": 0.9, "mask_iou": 0.5},
+    ]
+    for r in results:
+        r["score"] = r["class_score"] * r["mask_iou"]
+    assert [r["score"] for r in class_score_results(results)] == [0.8, 0.9]
+    true_iou = true_mask_ious(results, gt)
+    metrics = rescoring_metrics(results, gt, true_iou, backend)
+    rescored_ap = evaluate_coco(results, gt, "segm", backend)["segm/AP"]
+    assert rescored_ap == pytest.approx(1.0, abs=1e-15)
+    # ranked by class score the IoU-0.6 mask comes first: a false positive at IoU ≥ 0.65 → AP below 1
+    assert metrics["segm_class_score/AP"] < rescored_ap - 0.2
+    assert metrics["segm_upper_bound/AP"] == pytest.approx(1.0, abs=1e-15)
+    # Mask R-CNN results (no predicted IoU) get the upper bound only
+    plain = [{k: v for k, v in r.items() if k != "mask_iou"} for r in results]
+    assert not any(k.startswith("segm_class_score/") for k in rescoring_metrics(plain, gt, true_iou, backend))
+
+
 def test_true_ious_agree_with_cocoeval_on_fixture(fixture_dir):
     gt_path = fixture_dir / "instances_val2014_100.json"
     results = json.loads((fixture_dir / "instances_val2014_fakesegm100_results.json").read_text())
@@ -188,3 +219,4 @@ def test_fixture_upper_bound_beats_box_scores(fixture_dir):
     )
     assert metrics["segm_upper_bound/AP"] > metrics["segm/AP"] + 0.05
     assert metrics["calib/num_matched"] == 651
+    assert not any(k.startswith("segm_class_score/") for k in metrics)  # fake results carry no mask_iou

@@ -26,6 +26,7 @@ def test_perfect_outputs_give_ap_one_and_full_calibration(tiny_gt, synth, tmp_pa
     evaluator.update([outputs[i] for i in ids[2:]], ids[2:])
     m = evaluator.compute()
     assert m["bbox/AP"] == 1.0 and m["segm/AP"] == 1.0 and m["segm_upper_bound/AP"] == 1.0
+    assert m["segm_class_score/AP"] == 1.0
     assert m["calib/num_matched"] == sum(1 for a in dataset["annotations"] if not a["iscrowd"])
     assert m["calib/num_unmatched"] == 0 and m["calib/mae_pred_iou"] == 0.0
     assert evaluator.calibration_data.true_iou.tolist() == [1.0] * int(m["calib/num_matched"])

@@ -13,11 +13,13 @@ import yaml
 from msr.aggregate import AggregateError, aggregate, variant_key
 
 
-def make_job(folder, overrides, metrics):
+def make_job(folder, overrides, metrics, config=None):
     (folder / ".hydra").mkdir(parents=True)
     (folder / "eval").mkdir()
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (folder / "eval" / "val_metrics.json").write_text(json.dumps(metrics))
+    if config is not None:
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def test_variant_ignores_seed_logging_and_order():
@@ -67,3 +69,48 @@ def test_errors_name_the_folder_or_file(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and "missing: no such folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def config(seed, threshold=0.0, design="concat"):
+    return {"seed": seed, "logger": {"kind": "csv"}, "model": {"maskiou_threshold": threshold,
+            "maskiou_design": design}}  # fmt: skip
+
+
+def test_runs_with_the_same_resolved_config_are_one_variant_across_studies(tmp_path):
+    """The default model of two studies is one variant; a variant is named without `study=`."""
+    for seed in range(2):
+        make_job(tmp_path / "a" / str(seed), ["study=mask_scoring", "head=maskiou", f"seed={seed}"],
+                 {"segm/AP": 0.30 + seed / 100}, config(seed))  # fmt: skip
+        make_job(tmp_path / "d" / str(seed), ["study=threshold", "model.maskiou_threshold=0.5",
+                 f"seed={seed}"], {"segm/AP": 0.2}, config(seed, threshold=0.5))  # fmt: skip
+    make_job(tmp_path / "d" / "9", ["study=threshold", "seed=2"], {"segm/AP": 0.32}, config(2))
+    md, _ = aggregate([tmp_path / "a", tmp_path / "d"], tmp_path / "out")
+    text = md.read_text()
+    assert "| `head=maskiou` | 3 | 0.310 ± 0.010 |" in text  # seed 2 came from the threshold study
+    assert "| `model.maskiou_threshold=0.5` | 2 | 0.200 ± 0.000 |" in text
+    assert "study=" not in text
+
+
+def test_same_name_different_config_stays_apart_and_says_why(tmp_path):
+    make_job(tmp_path / "0", ["head=maskiou", "seed=0"], {"segm/AP": 0.3}, config(0))
+    make_job(tmp_path / "1", ["head=maskiou", "seed=1"], {"segm/AP": 0.1}, config(1, design="multiply"))
+    text = aggregate([tmp_path], tmp_path / "out")[0].read_text()
+    assert "| `model.maskiou_design=concat` | 1 | 0.300 ± 0.000 |" in text
+    assert "| `model.maskiou_design=multiply` | 1 | 0.100 ± 0.000 |" in text
+
+
+def test_scored_metrics_fill_gaps_and_give_the_per_seed_rescoring_gain(tmp_path):
+    for seed, (ap, class_ap) in enumerate([(0.30, 0.26), (0.36, 0.30)]):
+        make_job(tmp_path / str(seed), ["head=maskiou", f"seed={seed}"], {"segm/AP": ap}, config(seed))
+        scored = {"results": "x.json", "segm/AP": 0.0, "segm_class_score/AP": class_ap}
+        (tmp_path / str(seed) / "eval" / "scored_metrics.json").write_text(json.dumps(scored))
+    _, csv_path = aggregate([tmp_path], tmp_path / "out")
+    header, row = [line.split(",") for line in csv_path.read_text().splitlines()]
+    row = dict(zip(header, row))
+    assert float(row["segm AP mean"]) == pytest.approx(0.33)  # val_metrics.json wins over the rescoring
+    assert float(row["segm AP class score only mean"]) == pytest.approx(0.28)
+    assert float(row["segm AP gain of rescoring mean"]) == pytest.approx(0.05)
+    assert float(row["segm AP gain of rescoring std"]) == pytest.approx(math.sqrt(2) * 0.01)
+    (tmp_path / "1" / "eval" / "scored_metrics.json").write_text("[1, 2]")
+    with pytest.raises(AggregateError, match=r"1/eval/scored_metrics.json: must hold an object"):
+        aggregate([tmp_path], tmp_path / "out")

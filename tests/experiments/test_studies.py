@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,21 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
     assert set(rows) == {"maskiou", "none"} and all(r["seeds"] == "1" for r in rows.values())
     assert "segm AP upper bound mean" in rows["none"]  # the study turns the upper bound on
     assert rows["none"]["Pearson IoU~mask score mean"] == "nan"  # Mask R-CNN has no predicted IoU
+    # MS R-CNN's masks are also ranked by the class score alone; the gain column is their difference
+    ms = {k: float(v) for k, v in rows["maskiou"].items() if k.endswith("mean")}
+    assert ms["segm AP gain of rescoring mean"] == pytest.approx(
+        ms["segm AP mean"] - ms["segm AP class score only mean"]
+    )
+    assert rows["none"]["segm AP class score only mean"] == "nan"
+
+    # rescoring the saved results reproduces the run's own metrics (the script checks segm AP itself)
+    script = Path(__file__).resolve().parents[2] / "experiments" / "rescore_runs.py"
+    proc = subprocess.run([sys.executable, str(script), str(sweep)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("upper bound") == 2
+    for job in sweep.glob("[0-9]*"):
+        own = json.loads((job / "eval" / "val_metrics.json").read_text())
+        scored = json.loads((job / "eval" / "scored_metrics.json").read_text())
+        for key in ("segm/AP", "segm_upper_bound/AP", "segm_class_score/AP", "calib/pearson_class_score"):
+            if key in own:
+                assert scored[key] == pytest.approx(own[key], abs=1e-12, nan_ok=True), key
