@@ -139,19 +139,28 @@ def test_upper_bound_rescoring(strip_case):
     assert results[0]["score"] == pytest.approx((1 - 0.1) * 0.3)  # input untouched
 
 
-@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
-def test_upper_bound_fixes_a_bad_ranking(synth, backend):
+def one_object_two_masks(synth, class_scores, mask_ious=None):
+    """Return (GT of one 10x10 'cat', results: the exact mask and an IoU-0.6 one, with these scores)."""
     gt = {
         "images": [{"id": 1, "height": H, "width": W}],
         "categories": [dict(c) for c in synth.CATEGORIES],
         "annotations": [synth.annotation(1, 1, 3, H, W, (0, 0, 10, 10))],
     }
-    good = synth.rle_of(synth.rect_mask(H, W, 0, 0, 10, 10))  # IoU 1.0
-    bad = synth.rle_of(synth.rect_mask(H, W, 0, 0, 7, 10))  # IoU 0.7
-    results = [
-        {"image_id": 1, "category_id": 3, "segmentation": good, "score": 0.8, "class_score": 0.8},
-        {"image_id": 1, "category_id": 3, "segmentation": bad, "score": 0.9, "class_score": 0.9},
-    ]
+    results = []
+    for i, (width, class_score) in enumerate(zip((10, 6), class_scores)):
+        mask = synth.rle_of(synth.rect_mask(H, W, 0, 0, width, 10))
+        result = {"image_id": 1, "category_id": 3, "segmentation": mask, "class_score": class_score}
+        result["score"] = class_score
+        if mask_ious is not None:
+            result["mask_iou"] = mask_ious[i]
+            result["score"] = class_score * mask_ious[i]
+        results.append(result)
+    return gt, results
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_upper_bound_fixes_a_bad_ranking(synth, backend):
+    gt, results = one_object_two_masks(synth, class_scores=(0.8, 0.9))
     plain = evaluate_coco(results, gt, "segm", backend)["segm/AP"]
     upper = evaluate_coco(upper_bound_results(results, gt), gt, "segm", backend)["segm/AP"]
     assert plain < 1.0
@@ -161,19 +170,7 @@ def test_upper_bound_fixes_a_bad_ranking(synth, backend):
 @pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
 def test_rescoring_metrics_separate_the_maskiou_gain(synth, backend):
     """Two masks of one object: the class score prefers the worse one, the predicted IoU fixes it."""
-    gt = {
-        "images": [{"id": 1, "height": H, "width": W}],
-        "categories": [dict(c) for c in synth.CATEGORIES],
-        "annotations": [synth.annotation(1, 1, 3, H, W, (0, 0, 10, 10))],
-    }
-    good = synth.rle_of(synth.rect_mask(H, W, 0, 0, 10, 10))  # IoU 1.0
-    bad = synth.rle_of(synth.rect_mask(H, W, 0, 0, 6, 10))  # IoU 0.6
-    results = [
-        {"image_id": 1, "category_id": 3, "segmentation": good, "class_score": 0.8, "mask_iou": 0.9},
-        {"image_id": 1, "category_id": 3, "segmentation": bad, "class_score": 0.9, "mask_iou": 0.5},
-    ]
-    for r in results:
-        r["score"] = r["class_score"] * r["mask_iou"]
+    gt, results = one_object_two_masks(synth, class_scores=(0.8, 0.9), mask_ious=(0.9, 0.5))
     assert [r["score"] for r in class_score_results(results)] == [0.8, 0.9]
     true_iou = true_mask_ious(results, gt)
     metrics = rescoring_metrics(results, gt, true_iou, backend)
