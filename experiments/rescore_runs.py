@@ -22,8 +22,10 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from msr.aggregate import AggregateError, find_runs
-from msr.evaluation import load_json, save_json_atomic, score_results_file
+from msr.errors import EvaluationError
+from msr.evaluation.scoring import score_results_file
+from msr.files import read_json, write_json_atomic
+from msr.studies.aggregate import AggregateError, find_runs
 
 #: Largest |Δ segm AP| between a run's own evaluation and the rescoring of its saved results.
 AP_TOLERANCE = 1e-9
@@ -47,12 +49,12 @@ def rescore(run: Path, ann_file: str, backend: str) -> dict[str, float]:
     results = run / "eval" / "segm_results.json"
     metrics = score_results_file(
         results, ann_file, "segm", backend, print_fn=None, calibration=True, upper_bound=True
-    )
-    own = load_json(run / "eval" / "val_metrics.json").get("segm/AP")
+    ).metrics
+    own = read_json(run / "eval" / "val_metrics.json", "metrics file", EvaluationError).get("segm/AP")
     if own is not None and not math.isclose(own, metrics["segm/AP"], abs_tol=AP_TOLERANCE):
         raise SystemExit(f"{results}: segm AP {metrics['segm/AP']} rescored vs {own} in val_metrics.json")
-    save_json_atomic({"results": str(results), "ann_file": ann_file, **metrics},
-                     run / "eval" / "scored_metrics.json")  # fmt: skip
+    scored = {"results": str(results), "ann_file": ann_file, **metrics}
+    write_json_atomic(scored, run / "eval" / "scored_metrics.json")
     return metrics
 
 
@@ -73,9 +75,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             continue
         m = rescore(run, val_annotation_file(run, annotation_files), args.backend)
         gain = m["segm/AP"] - m.get("segm_class_score/AP", float("nan"))
-        print(f"{run}: segm AP {m['segm/AP']:.4f}  class score only "
-              f"{m.get('segm_class_score/AP', float('nan')):.4f}  gain {gain:+.4f}  "
-              f"upper bound {m['segm_upper_bound/AP']:.4f}")  # fmt: skip
+        class_ap = m.get("segm_class_score/AP", float("nan"))
+        print(
+            f"{run}: segm AP {m['segm/AP']:.4f}  class score only {class_ap:.4f}  gain {gain:+.4f}  "
+            f"upper bound {m['segm_upper_bound/AP']:.4f}"
+        )
 
 
 if __name__ == "__main__":

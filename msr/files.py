@@ -1,41 +1,104 @@
-"""Small file writers shared by the entry points: files written atomically (temp file + rename)."""
+"""The one atomic file writer and the one JSON reader of msr.
+
+Writers go through `atomic_path`: the content goes to a temporary file in the destination folder,
+is flushed to disk (fsync) and renamed onto the destination, so a reader sees either the old file or
+the whole new one, and a failed write leaves the old file and no temporary file behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from msr.errors import UserError
+
+PathLike = str | os.PathLike
+
+
+def _current_umask() -> int:
+    """Return the process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# files written through atomic_path get the permissions a plain open() would give them
+_FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it to `path`, on error delete it.
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder (parents created); on success it replaces `path`.
 
-    Readers never see a half-written file, and a failed write leaves no temporary file behind.
+    Write the content to the yielded path. When the block ends normally the file is fsync'ed and
+    renamed onto `path` (`os.replace`, atomic on POSIX); on any error, KeyboardInterrupt included,
+    the temporary file is removed and `path` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
+        os.chmod(tmp, _FILE_MODE)
         yield tmp
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write `text` to `path` atomically; return the path."""
+def write_text_atomic(text: str, path: PathLike) -> Path:
+    """Write `text` (UTF-8) to `path` atomically; return the path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
-def save_csv(columns: Sequence[str], rows: Sequence[Sequence], path: str | os.PathLike) -> Path:
-    """Write a CSV table (header + rows) atomically; return the path."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+def write_json_atomic(obj: Any, path: PathLike, *, indent: int | None = None) -> Path:
+    """Write `obj` as JSON to `path` atomically (`json.dump` with `indent`); return the path."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
+    return Path(path)
+
+
+def write_csv_atomic(columns: Sequence[str], rows: Sequence[Sequence[Any]], path: PathLike) -> Path:
+    """Write a CSV table (header `columns`, then `rows`) to `path` atomically; return the path."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows(rows)
     return Path(path)
+
+
+def read_json(path: PathLike, what: str = "JSON file", error: type[Exception] = UserError) -> Any:
+    """Return the parsed content of the JSON file at `path`.
+
+    Raises `error` with a message naming `what` and the path when the file is missing, is a folder,
+    is not UTF-8 (UTF-16/32 with a BOM are accepted, as `json.loads` accepts them) or is not valid
+    JSON (with the line and column of the first fault).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a directory, not a JSON file: {path}") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e}") from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno}, column {e.colno}"
+        raise error(f"{what} {path} is not valid JSON: {e.msg} at {where}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {path} is not UTF-8 text: {e}") from None

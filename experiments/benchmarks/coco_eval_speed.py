@@ -5,9 +5,9 @@ Cases:
 - `fixture_xN`: the fixture replicated N times under new image ids, detection scores jittered (real masks);
 - `random`: random polygon ground truth and many jittered detections per image (a model-like load).
 
-Each timing covers msr.evaluation.evaluate_coco (loadRes + evaluate + accumulate + summarize + per-class
-AP) on a fresh ground-truth object; the best of `--repeats` runs is kept. The script also checks that
-both backends give the same AP (bit for bit) and reports the largest difference over all 12 stats.
+Each timing covers msr.evaluation.coco_eval.evaluate_coco (loadRes + evaluate + accumulate + summarize +
+per-class AP) on a fresh ground-truth object; the best of `--repeats` runs is kept. The script also checks
+that both backends give the same AP (bit for bit) and reports the largest difference over all 12 stats.
 
     python experiments/benchmarks/coco_eval_speed.py [--replicate 5] [--images 500] [--json out.json]
 """
@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from msr.evaluation import STAT_NAMES, evaluate_coco, make_coco
+from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.ground_truth import make_coco
+from msr.evaluation.metrics import COCO_STATS
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_eval_fixture"
 BACKENDS = ("pycocotools", "faster_coco_eval")
@@ -119,7 +121,7 @@ def time_case(dataset: dict, results: list[dict], iou_type: str, repeats: int) -
     out["speedup"] = round(out["pycocotools_s"] / out["faster_coco_eval_s"], 2)
     out["AP"] = a[f"{iou_type}/AP"]
     out["AP_identical"] = a[f"{iou_type}/AP"] == b[f"{iou_type}/AP"]
-    out["max_abs_diff_12_stats"] = max(abs(a[f"{iou_type}/{n}"] - b[f"{iou_type}/{n}"]) for n in STAT_NAMES)
+    out["max_abs_diff_12_stats"] = max(abs(a[f"{iou_type}/{n}"] - b[f"{iou_type}/{n}"]) for n in COCO_STATS)
     out["max_abs_diff_all_metrics"] = max(abs(a[k] - b[k]) for k in a)
     return out
 

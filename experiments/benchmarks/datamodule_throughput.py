@@ -27,8 +27,10 @@ from typing import Any
 
 import torch
 
-from msr.data import CocoDataModule, SyntheticDataModule, generate_synthetic_coco, synthetic_params
-from msr.data.convert import via_to_coco, write_coco
+from msr.data.convert import via_to_coco
+from msr.data.datamodules import CocoDataModule, SyntheticDataModule
+from msr.data.synthetic import generate_synthetic_coco, synthetic_params
+from msr.files import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BALLOON = REPO / ".." / "shared" / "data" / "balloon"
@@ -62,7 +64,7 @@ def measure(dm: CocoDataModule, num_workers: int, max_batches: int | None) -> di
 def _balloon_module(balloon: Path, tmp: Path, args: argparse.Namespace) -> CocoDataModule:
     """Return a DataModule over the balloon training split converted into ``tmp``."""
     coco = via_to_coco(balloon / "train" / "via_region_data.json", category="balloon")
-    ann = write_coco(coco, tmp / "train.json")
+    ann = write_json_atomic(coco, tmp / "train.json")
     return CocoDataModule(
         train_images=str(balloon / "train"),
         train_ann=str(ann),

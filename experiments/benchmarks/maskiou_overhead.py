@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from msr.models import build_model
+from msr.models import ConcatMaskIoUHead, build_detector, build_resnet_fpn_backbone
 
 
 def make_batch(
@@ -43,6 +43,18 @@ def make_batch(
         labels = torch.randint(1, num_classes, (instances,), generator=gen)
         targets.append({"boxes": boxes.to(device), "labels": labels.to(device), "masks": masks.to(device)})
     return images, targets
+
+
+def make_model(args: argparse.Namespace, maskiou: bool):
+    """Return MS R-CNN with the paper's head (maskiou=True) or Mask R-CNN on the chosen backbone."""
+    return build_detector(
+        args.num_classes,
+        build_resnet_fpn_backbone(args.backbone),
+        maskiou_head=ConcatMaskIoUHead if maskiou else None,
+        min_size=args.height,
+        max_size=args.width,
+        box_score_thresh=0.0,
+    )
 
 
 def _sync(device: str) -> None:
@@ -82,14 +94,8 @@ def _order(models: dict, iteration: int) -> list[str]:
 def run(args: argparse.Namespace) -> dict:
     """Time both models and return the figures (seconds are medians over the timed iterations)."""
     torch.manual_seed(0)
-    common = dict(
-        backbone=args.backbone,
-        min_size=args.height,
-        max_size=args.width,
-        box_score_thresh=0.0,
-    )
-    ms = build_model(args.num_classes, maskiou=True, **common).to(args.device)
-    base = build_model(args.num_classes, maskiou=False, **common).to(args.device)
+    ms = make_model(args, maskiou=True).to(args.device)
+    base = make_model(args, maskiou=False).to(args.device)
     base.load_state_dict(ms.state_dict(), strict=False)
     images, targets = make_batch(
         args.batch, args.height, args.width, args.instances, args.num_classes, args.device

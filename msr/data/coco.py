@@ -14,9 +14,16 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from msr.data.coco_json import load_coco
-from msr.data.errors import DatasetError
 from msr.data.image_io import load_rgb_image, read_image_size
-from msr.data.segmentation import clean_polygons, decode_masks, rle_area, segmentation_to_rle
+from msr.data.segmentation import (
+    clean_polygons,
+    decode_masks,
+    is_polygon_segmentation,
+    is_rle_segmentation,
+    rle_area,
+    segmentation_to_rle,
+)
+from msr.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +126,11 @@ class CocoInstanceDataset(Dataset):
                 self.stats["degenerate_boxes"] += 1
                 continue
             segm = ann["segmentation"]
-            if isinstance(segm, list):
+            if is_polygon_segmentation(segm):
                 if not clean_polygons(segm):
                     self.stats["empty_polygons"] += 1
                     continue
-            elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
+            elif is_rle_segmentation(segm):
                 if [int(s) for s in segm["size"]] != [height, width]:
                     raise DatasetError(
                         f"{self.ann_file}: annotation {ann['id']} has RLE size {segm['size']} but image "

@@ -1,91 +1,97 @@
-"""Loading and validating COCO instances JSON files into a pycocotools ``COCO`` object."""
+"""The one validator of COCO instances files, and loading them into a pycocotools `COCO` object.
+
+`validate_coco_instances` is shared by the data sets (which need image file names) and by the
+evaluation's ground truth (which does not); it raises the caller's error type.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
-from pathlib import Path
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from pycocotools.coco import COCO
 
-from msr.data.errors import DatasetError
+from msr.errors import DatasetError
+from msr.files import read_json
 
-_REQUIRED_TOP = ("images", "annotations", "categories")
-_REQUIRED = {
-    "images": ("id", "file_name", "height", "width"),
-    "annotations": ("id", "image_id", "category_id", "bbox", "segmentation"),
-    "categories": ("id", "name"),
-}
+_SECTIONS = ("images", "annotations", "categories")
 
 
-def read_json(path: str | Path) -> Any:
-    """Return the parsed content of a JSON file.
-
-    Raises:
-        DatasetError: naming the file when it is missing or not valid JSON (with line and column).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"annotation file not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"malformed JSON in {path}: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise DatasetError(f"cannot read annotation file {path}: {exc}") from exc
+def _required_keys(require_files: bool, require_geometry: bool) -> dict[str, tuple[str, ...]]:
+    """Return the keys every record of each section must have."""
+    return {
+        "images": ("id", "file_name", "height", "width") if require_files else ("id", "height", "width"),
+        "annotations": ("id", "image_id", "category_id")
+        + (("bbox", "segmentation") if require_geometry else ()),
+        "categories": ("id", "name"),
+    }
 
 
-def validate_coco_instances(data: Any, path: str | Path) -> dict:
-    """Return ``data`` after checking it has the keys and references of a COCO instances file.
+def validate_coco_instances(
+    data: Any,
+    source: str | os.PathLike,
+    *,
+    require_files: bool = True,
+    require_geometry: bool | None = None,
+    error: type[Exception] = DatasetError,
+) -> dict:
+    """Return `data` (as a dict) after checking it has the keys and references of a COCO instances file.
 
-    Checks the top-level lists, the required keys of every image, annotation and category, that
-    every annotation points at a known image and category, and that ``bbox`` holds 4 numbers.
-    ``iscrowd`` (default 0) and ``area`` (default: computed from the mask) are optional.
+    Checks: a JSON object with the lists `images`, `annotations`, `categories`; the required keys of
+    every record (`file_name` of images only with `require_files`; `bbox` and `segmentation` of
+    annotations only with `require_geometry`, which defaults to `require_files`); unique image and
+    category ids; every annotation pointing at a known image and category; `bbox`, where present,
+    4 numbers. `iscrowd` (default 0) and `area` (default: computed from the mask) are optional.
 
     Raises:
-        DatasetError: naming ``path`` and the first offending key or record.
+        error: naming `source` (a path or a description) and the first offending key or record.
     """
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: expected a JSON object at top level, got {type(data).__name__}")
-    for key in _REQUIRED_TOP:
-        if key not in data:
-            raise DatasetError(f"{path}: missing required key '{key}'")
-        if not isinstance(data[key], list):
-            raise DatasetError(f"{path}: '{key}' must be a list, got {type(data[key]).__name__}")
-    for section, keys in _REQUIRED.items():
+    if require_geometry is None:
+        require_geometry = require_files
+    if not isinstance(data, Mapping):
+        raise error(f"{source}: expected a JSON object at top level, got {type(data).__name__}")
+    for key in _SECTIONS:
+        if not isinstance(data.get(key), list):
+            got = f" (got {type(data[key]).__name__})" if key in data else ""
+            raise error(f"{source}: missing or non-list key {key!r}{got}")
+    for section, keys in _required_keys(require_files, require_geometry).items():
         for i, record in enumerate(data[section]):
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path}: {section}[{i}] must be an object")
+            if not isinstance(record, Mapping):
+                raise error(f"{source}: {section}[{i}] must be an object")
             for key in keys:
                 if key not in record:
                     ident = record.get("id", f"#{i}")
-                    raise DatasetError(f"{path}: {section}[{i}] (id {ident}) is missing required key '{key}'")
+                    raise error(f"{source}: {section}[{i}] (id {ident}) is missing required key '{key}'")
     image_ids = {img["id"] for img in data["images"]}
     cat_ids = {cat["id"] for cat in data["categories"]}
     if len(image_ids) != len(data["images"]):
-        raise DatasetError(f"{path}: duplicate image ids in 'images'")
+        raise error(f"{source}: duplicate image ids in 'images'")
     if len(cat_ids) != len(data["categories"]):
-        raise DatasetError(f"{path}: duplicate category ids in 'categories'")
+        raise error(f"{source}: duplicate category ids in 'categories'")
     for ann in data["annotations"]:
         if ann["image_id"] not in image_ids:
-            raise DatasetError(f"{path}: annotation {ann['id']} refers to unknown image_id {ann['image_id']}")
+            raise error(f"{source}: annotation {ann['id']} refers to unknown image_id {ann['image_id']}")
         if ann["category_id"] not in cat_ids:
-            raise DatasetError(
-                f"{path}: annotation {ann['id']} refers to unknown category_id {ann['category_id']}"
+            raise error(
+                f"{source}: annotation {ann['id']} refers to unknown category_id {ann['category_id']}"
             )
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DatasetError(f"{path}: annotation {ann['id']} has a malformed 'bbox' {bbox!r}")
-    return data
+        if "bbox" in ann and not _is_xywh(ann["bbox"]):
+            raise error(f"{source}: annotation {ann['id']} has a malformed 'bbox' {ann['bbox']!r}")
+    return data if isinstance(data, dict) else dict(data)
+
+
+def _is_xywh(bbox: Any) -> bool:
+    """Return True when `bbox` is a list of 4 numbers."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return False
+    return all(isinstance(v, (int, float)) for v in bbox)
 
 
 def coco_from_dict(data: dict) -> COCO:
-    """Return a pycocotools ``COCO`` indexed over ``data`` (its progress prints silenced)."""
+    """Return a pycocotools `COCO` indexed over `data` (its progress prints silenced)."""
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -93,10 +99,11 @@ def coco_from_dict(data: dict) -> COCO:
     return coco
 
 
-def load_coco(path: str | Path) -> COCO:
-    """Return a pycocotools ``COCO`` for a validated COCO instances JSON file.
+def load_coco(path: str | os.PathLike) -> COCO:
+    """Return a pycocotools `COCO` for a validated COCO instances JSON file.
 
     Raises:
         DatasetError: naming the file when it is missing, malformed or lacks required keys.
     """
-    return coco_from_dict(validate_coco_instances(read_json(path), path))
+    data = read_json(path, what="annotation file", error=DatasetError)
+    return coco_from_dict(validate_coco_instances(data, path))

@@ -1,4 +1,4 @@
-"""Converters to COCO instances JSON, and the ``msr-convert`` command line.
+"""Converters to COCO instances dicts (the ``msr-convert`` command line is ``msr.cli.convert``).
 
 - ``via``: VGG Image Annotator JSON (1.x, as the balloon set, or a 2.x project file).
 - ``masks``: instance label PNGs (one per picture; pixel value = instance id, 0 = background).
@@ -9,12 +9,8 @@ image files; image ids are 1..N in file-name order and category ids 1..K in name
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from msr.data.coco_json import read_json
-from msr.data.errors import DatasetError
 from msr.data.image_io import IMAGE_EXTENSIONS, read_image_size
 from msr.data.segmentation import mask_to_rle, rle_bbox_xywh
+from msr.errors import DatasetError
+from msr.files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +101,7 @@ def via_to_coco(
     """
     via_json = Path(via_json)
     image_dir = Path(image_dir) if image_dir is not None else via_json.parent
-    data = read_json(via_json)
+    data = read_json(via_json, what="VIA annotation file", error=DatasetError)
     if isinstance(data, dict) and "_via_img_metadata" in data:  # VIA 2.x project file
         data = data["_via_img_metadata"]
     if not isinstance(data, dict):
@@ -261,70 +257,3 @@ def masks_to_coco(
     if not names and category is not None:
         names = [category]
     return _coco_dict(images, annotations, names, f"converted from instance masks in {mask_dir.name}")
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-
-def write_coco(data: dict, out: str | Path) -> Path:
-    """Write a COCO dict as JSON to ``out`` atomically (parent folders created); return the path."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(json.dumps(data))
-    os.replace(partial, out)  # atomic: a reader never sees half a file
-    return out
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="msr-convert", description="Convert annotations to COCO instances JSON."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    via = sub.add_parser("via", help="VGG Image Annotator JSON (polygons, rects, circles, ellipses)")
-    via.add_argument("via_json", type=Path, help="VIA annotation file, e.g. via_region_data.json")
-    via.add_argument("--images", type=Path, default=None, help="image folder (default: the JSON's folder)")
-    via.add_argument("--out", type=Path, required=True, help="COCO JSON to write")
-    via.add_argument("--category", default="object", help="category of every region (default: object)")
-    via.add_argument("--category-attribute", default=None, help="region attribute holding the category")
-
-    masks = sub.add_parser("masks", help="instance label PNGs (value = instance id, 0 = background)")
-    masks.add_argument("mask_dir", type=Path, help="folder of label PNGs, named like the pictures")
-    masks.add_argument("--images", type=Path, required=True, help="image folder")
-    masks.add_argument("--out", type=Path, required=True, help="COCO JSON to write")
-    masks.add_argument("--category", default=None, help="category of every instance (or of unmapped ones)")
-    masks.add_argument(
-        "--category-map",
-        type=Path,
-        default=None,
-        help='JSON {"<mask stem>|*": {"<value>": "<category>"}} mapping instance values to categories',
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``msr-convert``; return the exit status (0 on success, 2 with one error line otherwise)."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.command == "via":
-            data = via_to_coco(args.via_json, args.images, args.category, args.category_attribute)
-        else:
-            category_map = read_json(args.category_map) if args.category_map is not None else None
-            if category_map is not None and not isinstance(category_map, dict):
-                raise DatasetError(f"{args.category_map}: expected a JSON object")
-            data = masks_to_coco(args.mask_dir, args.images, args.category, category_map)
-        out = write_coco(data, args.out)
-    except DatasetError as exc:
-        print(f"msr-convert: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {out}: {len(data['images'])} images, {len(data['annotations'])} instances, "
-        f"{len(data['categories'])} categories"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from msr.data.coco import to_float_image
-from msr.data.errors import DatasetError
 from msr.data.image_io import IMAGE_EXTENSIONS, load_rgb_image
+from msr.errors import DatasetError
 
 
 def list_images(root: str | Path) -> list[Path]:

@@ -7,9 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import BatchSampler
 from torch.utils.data.distributed import DistributedSampler
+
+from msr.distributed import get_rank, get_world_size, is_initialized
 
 
 def aspect_ratio_group_ids(aspect_ratios: Sequence[float], bins_per_side: int = 3) -> list[int]:
@@ -30,11 +31,10 @@ def aspect_ratio_group_ids(aspect_ratios: Sequence[float], bins_per_side: int = 
 
 def _default_layout(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """Return ``(num_replicas, rank)``: the given values, else torch.distributed's, else (1, 0)."""
-    initialised = dist.is_available() and dist.is_initialized()
     if num_replicas is None:
-        num_replicas = dist.get_world_size() if initialised else 1
+        num_replicas = get_world_size()
     if rank is None:
-        rank = dist.get_rank() if initialised else 0
+        rank = get_rank() if is_initialized() else 0
     return num_replicas, rank
 
 

@@ -1,10 +1,16 @@
-"""COCO segmentation helpers on top of pycocotools: polygons and RLE (compressed or not) <-> masks."""
+"""COCO segmentations on top of pycocotools: the one path from polygons, RLE and masks to compressed RLE.
+
+- `segmentation_to_rle`: a ground-truth annotation's `segmentation` (polygons, uncompressed RLE or
+  compressed RLE) → one compressed RLE, through pycocotools' `frPyObjects` / `merge`.
+- `encode_masks`: binary masks [N, H, W] (NumPy or torch) → JSON-ready compressed RLE dicts, through
+  pycocotools' `encode` on one Fortran-ordered [H, W, N] array.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,28 +28,71 @@ def clean_polygons(polygons: Sequence[Sequence[float]]) -> list[list[float]]:
 
 
 def is_polygon_segmentation(segmentation: Any) -> bool:
-    """Return True when ``segmentation`` is COCO's polygon form (a list of coordinate lists)."""
-    return isinstance(segmentation, list)
+    """Return True when `segmentation` is COCO's polygon form (a list of coordinate lists)."""
+    return isinstance(segmentation, (list, tuple))
+
+
+def is_rle_segmentation(segmentation: Any) -> bool:
+    """Return True when `segmentation` is an RLE dict (with `size` and `counts`, compressed or not)."""
+    return isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
-    """Return one compressed RLE for a COCO segmentation of an image of ``height`` x ``width``.
+    """Return one compressed RLE for a COCO segmentation of an image of `height` x `width`.
 
-    Accepts polygons (a list of flat ``[x0, y0, x1, y1, ...]`` lists, merged into one mask),
-    uncompressed RLE (``counts`` a list of ints) and compressed RLE (``counts`` a string or bytes).
+    Accepts polygons (a list of flat `[x0, y0, x1, y1, ...]` lists, merged into one mask; polygons
+    that cannot be rasterised are dropped, and none left gives an empty mask), uncompressed RLE
+    (`counts` a list of ints) and compressed RLE (`counts` a string or bytes, returned as is).
+
+    Raises:
+        ValueError: when `segmentation` is none of these forms.
     """
-    if isinstance(segmentation, list):
+    if is_polygon_segmentation(segmentation):
         polygons = clean_polygons(segmentation)
         if not polygons:
             return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
         return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-    if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
+    if is_rle_segmentation(segmentation):
+        if isinstance(segmentation["counts"], list):
+            return mask_utils.frPyObjects(dict(segmentation), height, width)
+        return segmentation
+    raise ValueError(f"not a COCO segmentation (polygons or RLE): {type(segmentation).__name__}")
+
+
+def encode_masks(masks: Any) -> list[dict[str, Any]]:
+    """Return one JSON-ready compressed RLE (`counts` as str) per binary mask of `masks` [N, H, W].
+
+    `masks`: a NumPy array or a torch tensor (any device) of bool or 0/1 values. All N masks go to
+    pycocotools in one Fortran-ordered [H, W, N] uint8 array; a tensor is converted without an
+    extra host-side copy.
+
+    Raises:
+        ValueError: when `masks` is not 3-dimensional.
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
+    if masks.shape[0] == 0:
+        return []
+    if isinstance(masks, np.ndarray):
+        # [N, W, H] C-contiguous == [H, W, N] in Fortran order once transposed
+        fortran = np.ascontiguousarray(masks.astype(np.uint8).transpose(0, 2, 1)).transpose(2, 1, 0)
+    else:  # a torch tensor: the same layout trick before the copy to the host
+        import torch
+
+        fortran = masks.to(torch.uint8).transpose(1, 2).contiguous().cpu().numpy().transpose(2, 1, 0)
+    rles = mask_utils.encode(fortran)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """Return the JSON-ready compressed RLE (`counts` as str) of one [H, W] binary mask."""
+    return encode_masks(mask[None])[0]
 
 
 def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
-    """Return the masks of ``rles`` stacked as an [N, H, W] uint8 array of 0/1."""
+    """Return the masks of `rles` stacked as an [N, H, W] uint8 array of 0/1."""
     if not rles:
         return np.zeros((0, height, width), dtype=np.uint8)
     with warnings.catch_warnings():
@@ -53,18 +102,11 @@ def decode_masks(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(masks.transpose(2, 0, 1))
 
 
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """Return a JSON-ready compressed RLE (``counts`` as str) of an [H, W] binary mask."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
 def rle_area(rle: dict) -> int:
     """Return the number of foreground pixels of an RLE."""
     return int(mask_utils.area(rle))
 
 
 def rle_bbox_xywh(rle: dict) -> list[float]:
-    """Return the tight COCO box ``[x, y, w, h]`` (pixel edges) of an RLE."""
+    """Return the tight COCO box `[x, y, w, h]` (pixel edges) of an RLE."""
     return [float(v) for v in mask_utils.toBbox(rle)]

@@ -18,7 +18,7 @@ the mean IoU and MAE over no point. Results without `class_score` use `score` as
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,11 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from scipy import stats
 
-from msr.evaluation.errors import EvaluationError
+from msr.data.segmentation import segmentation_to_rle
+from msr.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, load_ground_truth
-from msr.evaluation.json_io import ResultsLike, load_results
-from msr.evaluation.results import check_results
+from msr.evaluation.metrics import CALIB
+from msr.evaluation.results import ResultsLike, check_results, load_results
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def calibration_data(
     return CalibrationData(np.asarray(true_iou, dtype=np.float64), class_score, pred_iou, mask_score)
 
 
-def calibration_metrics(data: CalibrationData, prefix: str = "calib/") -> dict[str, float]:
+def calibration_metrics(data: CalibrationData, prefix: str = CALIB) -> dict[str, float]:
     """Return the flat calibration metrics dict (keys in the module docstring) of `data`."""
     m = data.matched
     t = data.true_iou[m]
@@ -118,7 +119,7 @@ def calibration_metrics(data: CalibrationData, prefix: str = "calib/") -> dict[s
 
 
 def compute_calibration(
-    results: ResultsLike, gt: GroundTruthLike, prefix: str = "calib/"
+    results: ResultsLike, gt: GroundTruthLike, prefix: str = CALIB
 ) -> tuple[dict[str, float], CalibrationData]:
     """Return (calibration metrics dict, per-detection CalibrationData) of segm `results` against `gt`."""
     data = calibration_data(results, gt)
@@ -175,13 +176,10 @@ def _degenerate(x: np.ndarray, y: np.ndarray) -> bool:
 
 def _ann_to_rle(ann: Mapping[str, Any], h: int, w: int) -> dict[str, Any]:
     """Return the compressed RLE of a GT annotation's segmentation (polygons, raw RLE or compressed RLE)."""
-    seg = ann.get("segmentation")
-    if isinstance(seg, Sequence) and not isinstance(seg, (str, bytes)):  # polygons of one instance
-        if not seg:
-            raise EvaluationError(f"ground-truth annotation {ann.get('id')} has an empty 'segmentation'")
-        return mask_utils.merge(mask_utils.frPyObjects(list(seg), h, w))
-    if isinstance(seg, Mapping) and isinstance(seg.get("counts"), list):  # uncompressed RLE
-        return mask_utils.frPyObjects(dict(seg), h, w)
-    if isinstance(seg, Mapping) and "counts" in seg:
-        return dict(seg)
-    raise EvaluationError(f"ground-truth annotation {ann.get('id')} has no usable 'segmentation'")
+    seg, name = ann.get("segmentation"), f"ground-truth annotation {ann.get('id')}"
+    if isinstance(seg, (list, tuple)) and not seg:
+        raise EvaluationError(f"{name} has an empty 'segmentation'")
+    try:
+        return segmentation_to_rle(seg, h, w)
+    except ValueError:
+        raise EvaluationError(f"{name} has no usable 'segmentation'") from None

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from msr.evaluation.errors import EvaluationError
+from msr.errors import EvaluationError
+from msr.evaluation.calibration import class_score_results, upper_bound_results
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
-from msr.evaluation.json_io import Results, ResultsLike, load_results
-from msr.evaluation.results import IOU_TYPES, check_results
-
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+from msr.evaluation.metrics import CLASS_SCORE, COCO_STATS, SEGM, UPPER_BOUND
+from msr.evaluation.results import IOU_TYPES, Results, ResultsLike, check_results, load_results
 
 # how COCOeval.summarize() describes its 12 statistics: (AP or AR, IoU, area, maxDets)
 _STAT_ROWS = (
@@ -91,7 +89,7 @@ def evaluate_coco(
         coco_eval.accumulate()
         coco_eval.summarize()
 
-    metrics = {f"{iou_type}/{name}": float(v) for name, v in zip(STAT_NAMES, coco_eval.stats[:12])}
+    metrics = {f"{iou_type}/{name}": float(v) for name, v in zip(COCO_STATS, coco_eval.stats[:12])}
     if per_class:
         metrics.update(_per_class_ap(coco_eval, coco_gt, iou_type))
     if print_fn is not None:
@@ -102,7 +100,7 @@ def evaluate_coco(
 def format_coco_table(metrics: dict[str, float], iou_type: str) -> str:
     """Return COCOeval.summarize()'s 12-line table for `iou_type`, headed by `type=<iou_type>`."""
     lines = [f"type={iou_type}"]
-    for name, (kind, iou, area, max_dets) in zip(STAT_NAMES, _STAT_ROWS):
+    for name, (kind, iou, area, max_dets) in zip(COCO_STATS, _STAT_ROWS):
         title = "Average Precision" if kind == "AP" else "Average Recall"
         iou_str = "0.50:0.95" if iou is None else f"{iou:0.2f}"
         lines.append(
@@ -110,47 +108,6 @@ def format_coco_table(metrics: dict[str, float], iou_type: str) -> str:
             f"= {metrics[f'{iou_type}/{name}']:0.3f}"
         )
     return "\n".join(lines)
-
-
-def score_results_file(
-    results_json: str | os.PathLike,
-    ann_file: GroundTruthLike,
-    iou_types: Sequence[str] | str | None = None,
-    backend: str = "faster_coco_eval",
-    print_fn: Callable[[str], Any] | None = print,
-    calibration: bool = False,
-    upper_bound: bool = False,
-) -> dict[str, float]:
-    """Return the metrics of an existing results JSON against an annotation file, printing COCO tables.
-
-    `iou_types`: "bbox", "segm" or both; by default those the file's first result supports (`bbox` key →
-    bbox, `segmentation` key → segm). `calibration` adds the `calib/*` metrics and `upper_bound` the
-    `rescoring_metrics` (`segm_upper_bound/*`, `segm_class_score/*`); both need segm results.
-    """
-    from msr.evaluation.calibration import compute_calibration
-
-    results, source = load_results(results_json)
-    if isinstance(iou_types, str):
-        iou_types = [iou_types]
-    if iou_types is None:
-        first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
-        iou_types = [t for t, key in (("bbox", "bbox"), ("segm", "segmentation")) if key in first]
-        if not iou_types:
-            raise EvaluationError(f"{source}: cannot tell bbox from segm results (empty or no geometry key)")
-    backend = normalize_backend(backend)
-    coco_gt = make_coco(ann_file, backend)
-    metrics: dict[str, float] = {}
-    for iou_type in iou_types:
-        metrics.update(evaluate_coco(results, coco_gt, iou_type, backend, print_fn=print_fn, source=source))
-    if calibration or upper_bound:
-        if "segm" not in iou_types:
-            raise EvaluationError("calibration and upper_bound need segm results (iou_types without 'segm')")
-        calib, data = compute_calibration(results, coco_gt)
-        if calibration:
-            metrics.update(calib)
-        if upper_bound:
-            metrics.update(rescoring_metrics(results, coco_gt, data.true_iou, backend))
-    return metrics
 
 
 def rescoring_metrics(
@@ -167,17 +124,15 @@ def rescoring_metrics(
     a predicted IoU (MS R-CNN): score = class score, i.e. the MaskIoU rescoring switched off, so
     `segm/AP - segm_class_score/AP` is the gain of the rescoring alone on the same masks.
     """
-    from msr.evaluation.calibration import class_score_results, upper_bound_results
-
     results, _ = load_results(segm_results)
     coco_gt = make_coco(gt, backend)
-    rescorings = {"segm_upper_bound/": upper_bound_results(results, coco_gt, true_iou)}
+    rescorings = {UPPER_BOUND: upper_bound_results(results, coco_gt, true_iou)}
     if any(r.get("mask_iou") is not None for r in results):
-        rescorings["segm_class_score/"] = class_score_results(results)
+        rescorings[CLASS_SCORE] = class_score_results(results)
     metrics: dict[str, float] = {}
     for prefix, rescored in rescorings.items():
         stats = evaluate_coco(rescored, coco_gt, "segm", backend, img_ids=img_ids, per_class=False)
-        metrics.update({k.replace("segm/", prefix, 1): v for k, v in stats.items()})
+        metrics.update({k.replace(SEGM, prefix, 1): v for k, v in stats.items()})
     return metrics
 
 

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from msr.evaluation.errors import EvaluationError
-from msr.evaluation.json_io import load_json
+from msr.data.coco_json import validate_coco_instances
+from msr.errors import EvaluationError
+from msr.files import read_json
 
 BACKENDS = ("faster_coco_eval", "pycocotools")
 
@@ -31,14 +32,16 @@ def normalize_backend(backend: str) -> str:
 
 
 def load_ground_truth(gt: GroundTruthLike) -> dict[str, Any]:
-    """Return the COCO ground-truth dataset dict from a path, a dict or a COCO object, checked for shape.
+    """Return the COCO ground-truth dataset dict from a path, a dict or a COCO object, validated.
 
     A dict or COCO object is returned as is (not copied); a path is read with errors naming the file.
+    The checks are `msr.data.coco_json.validate_coco_instances`'s without image file names or
+    annotation geometry (EvaluationError naming the file and the key or record at fault).
     """
     source = "ground truth"
     if isinstance(gt, (str, os.PathLike)):
         source = f"annotation file {Path(gt)}"
-        dataset = load_json(gt, what="annotation file")
+        dataset = read_json(gt, what="annotation file", error=EvaluationError)
     elif isinstance(gt, Mapping):
         dataset = gt
     elif isinstance(getattr(gt, "dataset", None), dict):
@@ -47,24 +50,7 @@ def load_ground_truth(gt: GroundTruthLike) -> dict[str, Any]:
         raise EvaluationError(
             f"ground truth must be a path, a COCO dataset dict or a COCO object, got {type(gt).__name__}"
         )
-    if not isinstance(dataset, Mapping):
-        raise EvaluationError(f"{source}: top level must be a JSON object, got {type(dataset).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(dataset.get(key), list):
-            raise EvaluationError(f"{source}: missing or non-list key {key!r}")
-    for i, img in enumerate(dataset["images"]):
-        for key in ("id", "height", "width"):
-            if not isinstance(img, Mapping) or key not in img:
-                raise EvaluationError(f"{source}: images[{i}] has no key {key!r}")
-    for i, cat in enumerate(dataset["categories"]):
-        for key in ("id", "name"):
-            if not isinstance(cat, Mapping) or key not in cat:
-                raise EvaluationError(f"{source}: categories[{i}] has no key {key!r}")
-    for i, ann in enumerate(dataset["annotations"]):
-        for key in ("id", "image_id", "category_id"):
-            if not isinstance(ann, Mapping) or key not in ann:
-                raise EvaluationError(f"{source}: annotations[{i}] has no key {key!r}")
-    return dataset if isinstance(dataset, dict) else dict(dataset)
+    return validate_coco_instances(dataset, source, require_files=False, error=EvaluationError)
 
 
 def make_coco(gt: GroundTruthLike, backend: str = "faster_coco_eval") -> Any:

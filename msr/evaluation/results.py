@@ -1,4 +1,4 @@
-"""Model outputs (torchvision Mask R-CNN convention) → COCO result dicts, and checks of result lists.
+"""Model outputs (torchvision Mask R-CNN convention) → COCO result dicts; reading and checking result lists.
 
 Mask binarisation: a pixel belongs to the mask when its probability is **≥ 0.5** (`mask_threshold`).
 detectron2 pastes masks with `masks >= threshold` (0.5); torchvision's reference `coco_eval.py` uses
@@ -6,27 +6,41 @@ detectron2 pastes masks with `masks >= threshold` (0.5); torchvision's reference
 
 Segm results carry two extra keys that COCOeval ignores and calibration uses:
 `class_score` (the box/class score) and, for MS R-CNN only, `mask_iou` (the predicted IoU of the
-predicted class). Their `score` is `mask_scores` when present, else `scores × mask_ious` when
-`mask_ious` is present, else the box score (Mask R-CNN baseline). Segm results carry no `bbox` key:
-both COCO APIs would then take the box area instead of the mask area for the small/medium/large split.
+predicted class). Their `score` is the model's `mask_scores` when present (MS R-CNN), else the box
+score (Mask R-CNN baseline). Segm results carry no `bbox` key: both COCO APIs would then take the box
+area instead of the mask area for the small/medium/large split.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import torch
 
-from msr.evaluation.errors import EvaluationError
+from msr.data.segmentation import encode_masks
+from msr.errors import EvaluationError
+from msr.files import read_json
 
 # label → COCO category id: a sequence `cat_ids` of K ids (label k ↦ cat_ids[k - 1], label 0 is the
 # background), or an explicit mapping {label: cat_id}.
 LabelMap = Sequence[int] | Mapping[int, int]
 
 IOU_TYPES = ("bbox", "segm")
+
+Results = list[dict[str, Any]]
+# a result list, or the path of its JSON file
+ResultsLike = Results | str | os.PathLike
+
+
+def load_results(results: ResultsLike) -> tuple[Results, str]:
+    """Return (result list, a name for error messages) from a list or the path of a results JSON file."""
+    if isinstance(results, (str, os.PathLike)):
+        return read_json(results, "results file", EvaluationError), f"results file {Path(results)}"
+    return results, "results"
 
 
 def label_lookup(label_to_cat_id: LabelMap) -> tuple[np.ndarray, np.ndarray]:
@@ -46,23 +60,6 @@ def label_lookup(label_to_cat_id: LabelMap) -> tuple[np.ndarray, np.ndarray]:
     return table, valid
 
 
-def encode_masks(masks: torch.Tensor) -> list[dict[str, Any]]:
-    """Return one compressed COCO RLE (counts as str) per binary mask of `masks` [N, H, W] (bool/uint8).
-
-    All N masks go to pycocotools in one Fortran-ordered [H, W, N] uint8 array, without a host-side copy.
-    """
-    if masks.ndim != 3:
-        raise EvaluationError(f"masks must be [N, H, W] after squeezing, got shape {tuple(masks.shape)}")
-    if masks.shape[0] == 0:
-        return []
-    # [N, W, H] contiguous == [H, W, N] in Fortran order once transposed on the host
-    fortran = masks.to(torch.uint8).transpose(1, 2).contiguous().cpu().numpy().transpose(2, 1, 0)
-    rles = mask_utils.encode(fortran)
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
-
-
 def predictions_to_coco(
     output: Mapping[str, torch.Tensor],
     image_id: int,
@@ -75,7 +72,7 @@ def predictions_to_coco(
     `scores` [N]; optionally `masks` [N, 1, H, W] (or [N, H, W]) probabilities pasted in the image,
     `mask_ious` [N] and `mask_scores` [N] (MS R-CNN). bbox results: `bbox` xywh, `score` = box score.
     segm results (only when `masks` is present): `segmentation` RLE of `masks >= mask_threshold`,
-    `score` (see the module docstring), `class_score`, and `mask_iou` when the model predicts it.
+    `score` (`mask_scores`, else the box score), `class_score`, and `mask_iou` when the model predicts it.
     """
     image_id = int(image_id)
     for key in ("boxes", "labels", "scores"):
@@ -129,12 +126,7 @@ def predictions_to_coco(
     rles = encode_masks(binary)
 
     mask_ious = per_det.get("mask_ious")
-    if "mask_scores" in per_det:
-        mask_scores = per_det["mask_scores"].to(torch.float64)
-    elif mask_ious is not None:
-        mask_scores = scores * mask_ious.to(torch.float64)
-    else:
-        mask_scores = scores
+    mask_scores = per_det["mask_scores"].to(torch.float64) if "mask_scores" in per_det else scores
     segm_results = [
         {"image_id": image_id, "category_id": c, "segmentation": rle, "score": s, "class_score": cs}
         for c, rle, s, cs in zip(cat_ids, rles, mask_scores.tolist(), scores.tolist())

@@ -1,15 +1,29 @@
 """Mask Scoring R-CNN as plain PyTorch/torchvision modules (no Lightning, Hydra or wandb here)."""
 
 from msr.models.backbones import BACKBONES, NORMS, build_resnet_fpn_backbone
-from msr.models.builder import LAYOUTS, MaskScoringRCNN, build_model
-from msr.models.maskiou_head import INPUT_DESIGNS, MaskIoUHead
-from msr.models.maskiou_loss import TARGET_VARIANTS, maskiou_loss
-from msr.models.maskiou_targets import (
-    crop_masks_to_boxes,
+from msr.models.detector import LAYOUTS, MaskScoringRCNN, build_detector
+from msr.models.maskiou import (
+    INPUT_DESIGNS,
+    TARGET_VARIANTS,
+    AllClassesZeroTargets,
+    AllMasksMaskIoUHead,
+    Concat28MaskIoUHead,
+    ConcatMaskIoUHead,
+    MaskIoUHead,
+    MaskIoULoss,
+    MaskIoUSupervision,
+    MaskIoUTargets,
+    MaskOnlyMaskIoUHead,
+    MultiplyMaskIoUHead,
+    PositiveRoIs,
+    PresentClassesTargets,
+    TargetClassTargets,
+    input_design,
     mask_area_ratios,
     maskiou_targets,
     pixels_inside_boxes,
     present_class_targets,
+    target_variant,
 )
 from msr.models.roi_heads import MaskScoringRoIHeads
 from msr.models.weights import WeightsError, freeze_all_but_maskiou, load_weights, read_state_dict
@@ -20,19 +34,31 @@ __all__ = [
     "LAYOUTS",
     "NORMS",
     "TARGET_VARIANTS",
+    "AllClassesZeroTargets",
+    "AllMasksMaskIoUHead",
+    "Concat28MaskIoUHead",
+    "ConcatMaskIoUHead",
     "MaskIoUHead",
+    "MaskIoULoss",
+    "MaskIoUSupervision",
+    "MaskIoUTargets",
+    "MaskOnlyMaskIoUHead",
     "MaskScoringRCNN",
     "MaskScoringRoIHeads",
+    "MultiplyMaskIoUHead",
+    "PositiveRoIs",
+    "PresentClassesTargets",
+    "TargetClassTargets",
     "WeightsError",
-    "build_model",
+    "build_detector",
     "build_resnet_fpn_backbone",
-    "crop_masks_to_boxes",
     "freeze_all_but_maskiou",
+    "input_design",
     "load_weights",
     "mask_area_ratios",
-    "maskiou_loss",
     "maskiou_targets",
     "pixels_inside_boxes",
     "present_class_targets",
     "read_state_dict",
+    "target_variant",
 ]

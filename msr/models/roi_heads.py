@@ -1,57 +1,91 @@
 """torchvision's RoIHeads with the MaskIoU branch of Mask Scoring R-CNN.
 
-Training adds `loss_maskiou`, computed on the same positive RoIs as the mask loss. Inference adds, for
-every image of the batch, `mask_ious` (predicted IoU of the predicted class) and
-`mask_scores = scores * mask_ious`; the box `scores` are left unchanged. With no MaskIoU head this
-class computes exactly what torchvision's RoIHeads computes.
+torchvision's `RoIHeads.forward` runs unchanged: it samples the training RoIs, runs the box and mask
+branches and computes their losses (`loss_classifier`, `loss_box_reg`, `loss_mask`) or post-processes the
+detections. This subclass remembers the sampled RoIs (`select_training_samples`) and, while that forward
+runs, captures the mask branch's pooled RoI features and mask logits with forward hooks. The MaskIoU branch
+then runs on them. Training adds `loss_maskiou`, computed on the same positive RoIs as the mask loss.
+Inference adds, for every image of the batch, `mask_ious` (predicted IoU of the predicted class) and
+`mask_scores = scores * mask_ious`; the box `scores` are left unchanged. With no MaskIoU head the output is
+exactly torchvision's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch
-import torch.nn.functional as F
-from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torch import nn
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from msr.models.maskiou_head import MaskIoUHead
-from msr.models.maskiou_loss import check_target_variant, maskiou_loss
-from msr.models.maskiou_targets import (
-    crop_masks_to_boxes,
-    mask_area_ratios,
-    maskiou_targets,
-    present_class_targets,
-)
+from msr.models.maskiou.heads import MaskIoUHead
+from msr.models.maskiou.loss import MaskIoULoss
+from msr.models.maskiou.targets import MaskIoUSupervision, PositiveRoIs, TargetClassTargets
+
+TargetStrategy = Callable[[torch.Tensor, PositiveRoIs], MaskIoUSupervision]
+
+
+@contextmanager
+def capture_outputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict that receives, under each name, the latest output of that module while the block runs."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+            captured[name] = output
+
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class MaskScoringRoIHeads(RoIHeads):
-    """RoIHeads plus an optional MaskIoU head; forward returns (detections, losses) like torchvision's."""
+    """RoIHeads plus an optional MaskIoU head; forward returns (detections, losses) like torchvision's.
+
+    maskiou_target maps (mask probabilities [P, C, M, M], PositiveRoIs) to a MaskIoUSupervision
+    (default TargetClassTargets()); maskiou_loss maps (predictions [P, C], supervision) to the scalar
+    loss (default MaskIoULoss()). maskiou_detach=True stops the MaskIoU gradient at the head's inputs.
+    maskiou_roi_pool pools the head's RoI features when it needs another resolution than the mask branch.
+    """
 
     def __init__(
         self,
         *args,
         maskiou_head: MaskIoUHead | None = None,
-        maskiou_roi_pool: MultiScaleRoIAlign | None = None,
-        maskiou_target: str = "target_class",
-        maskiou_threshold: float = 0.0,
-        maskiou_loss_weight: float = 1.0,
-        maskiou_binarize_threshold: float = 0.5,
+        maskiou_target: TargetStrategy | None = None,
+        maskiou_loss: nn.Module | None = None,
         maskiou_detach: bool = False,
+        maskiou_roi_pool: MultiScaleRoIAlign | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        check_target_variant(maskiou_target)
+        if maskiou_head is not None:
+            maskiou_target = TargetClassTargets() if maskiou_target is None else maskiou_target
+            maskiou_loss = MaskIoULoss() if maskiou_loss is None else maskiou_loss
+            if maskiou_roi_pool is None and self.mask_roi_pool is not None:
+                maskiou_roi_pool = _pool_for(self.mask_roi_pool, maskiou_head.feature_size)
         self.maskiou_head = maskiou_head
-        # Only the concat_28 design needs its own (28x28) pooler; the others share the mask branch's.
-        self.maskiou_roi_pool = maskiou_roi_pool
         self.maskiou_target = maskiou_target
-        self.maskiou_threshold = maskiou_threshold
-        self.maskiou_loss_weight = maskiou_loss_weight
-        self.maskiou_binarize_threshold = maskiou_binarize_threshold
+        self.maskiou_loss = maskiou_loss
         self.maskiou_detach = maskiou_detach
+        self.maskiou_roi_pool = maskiou_roi_pool
+        self._sampled: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
 
     @classmethod
-    def from_roi_heads(cls, roi_heads: RoIHeads, **maskiou_kwargs) -> MaskScoringRoIHeads:
-        """Return a MaskScoringRoIHeads that shares every module and setting of torchvision's `roi_heads`."""
+    def from_roi_heads(cls, roi_heads: RoIHeads, **maskiou_options: Any) -> MaskScoringRoIHeads:
+        """Return a MaskScoringRoIHeads that shares every module and setting of torchvision's `roi_heads`.
+
+        maskiou_options: the maskiou_* keyword arguments of the constructor (maskiou_head, maskiou_target,
+        maskiou_loss, maskiou_detach, maskiou_roi_pool); none gives torchvision's behaviour exactly.
+        """
         return cls(
             roi_heads.box_roi_pool,
             roi_heads.box_head,
@@ -67,13 +101,27 @@ class MaskScoringRoIHeads(RoIHeads):
             mask_roi_pool=roi_heads.mask_roi_pool,
             mask_head=roi_heads.mask_head,
             mask_predictor=roi_heads.mask_predictor,
-            **maskiou_kwargs,
+            keypoint_roi_pool=roi_heads.keypoint_roi_pool,
+            keypoint_head=roi_heads.keypoint_head,
+            keypoint_predictor=roi_heads.keypoint_predictor,
+            **maskiou_options,
         )
 
     @property
     def has_maskiou(self) -> bool:
         """True when the MaskIoU branch is active."""
         return self.maskiou_head is not None and self.has_mask()
+
+    def select_training_samples(
+        self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Return torchvision's sampled (proposals, matched_idxs, labels, regression_targets).
+
+        The first three are kept for the MaskIoU branch of the current forward.
+        """
+        sampled = super().select_training_samples(proposals, targets)
+        self._sampled = sampled[:3]
+        return sampled
 
     def forward(
         self,
@@ -85,57 +133,28 @@ class MaskScoringRoIHeads(RoIHeads):
         """Return (per-image detections, losses); see the module docstring for the extra keys."""
         if self.has_keypoint():
             raise NotImplementedError("MaskScoringRoIHeads does not support keypoint heads")
-        if targets is not None:
-            for t in targets:
-                if t["boxes"].dtype not in (torch.float, torch.double, torch.half, torch.bfloat16):
-                    raise TypeError(f"target boxes must be of float type, got {t['boxes'].dtype}")
-                if t["labels"].dtype != torch.int64:
-                    raise TypeError(f"target labels must be of int64 type, got {t['labels'].dtype}")
-
+        if not self.has_maskiou:
+            return super().forward(features, proposals, image_shapes, targets)
+        hooked = {"roi_features": self.mask_roi_pool, "mask_logits": self.mask_predictor}
+        try:
+            with capture_outputs(hooked) as captured:
+                detections, losses = super().forward(features, proposals, image_shapes, targets)
+            sampled = self._sampled
+        finally:
+            self._sampled = None
+        mask_probs = captured["mask_logits"].sigmoid()  # [N, C, M, M]
         if self.training:
-            if targets is None:
-                raise ValueError("targets are required in training mode")
-            proposals, matched_idxs, labels, regression_targets = self.select_training_samples(
-                proposals, targets
+            rois = PositiveRoIs.from_samples(*sampled, targets, mask_size=mask_probs.shape[-1])
+            pred_ious = self._predict_ious(
+                features, rois.proposals, image_shapes, captured["roi_features"], mask_probs, rois.labels
             )
-        box_features = self.box_roi_pool(features, proposals, image_shapes)
-        box_features = self.box_head(box_features)
-        class_logits, box_regression = self.box_predictor(box_features)
-
-        results: list[dict[str, torch.Tensor]] = []
-        losses: dict[str, torch.Tensor] = {}
-        if self.training:
-            loss_classifier, loss_box_reg = fastrcnn_loss(
-                class_logits, box_regression, labels, regression_targets
-            )
-            losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+            supervision = self.maskiou_target(mask_probs, rois)
+            losses["loss_maskiou"] = self.maskiou_loss(pred_ious, supervision)
         else:
-            boxes, scores, pred_labels = self.postprocess_detections(
-                class_logits, box_regression, proposals, image_shapes
-            )
-            results = [{"boxes": b, "labels": l, "scores": s} for b, s, l in zip(boxes, scores, pred_labels)]
+            self._score_masks(features, image_shapes, detections, captured["roi_features"], mask_probs)
+        return detections, losses
 
-        if not self.has_mask():
-            return results, losses
-        if self.training:
-            losses.update(self._mask_losses(features, proposals, image_shapes, targets, matched_idxs, labels))
-        else:
-            self._mask_inference(features, image_shapes, results)
-        return results, losses
-
-    # ----------------------------------------------------------------------------------------------
-    def _mask_branch(
-        self,
-        features: dict[str, torch.Tensor],
-        boxes: list[torch.Tensor],
-        image_shapes: list[tuple[int, int]],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (pooled RoI features [N, F, 14, 14], mask logits [N, C, 28, 28]) for the boxes."""
-        roi_features = self.mask_roi_pool(features, boxes, image_shapes)
-        mask_logits = self.mask_predictor(self.mask_head(roi_features))
-        return roi_features, mask_logits
-
-    def _maskiou_forward(
+    def _predict_ious(
         self,
         features: dict[str, torch.Tensor],
         boxes: list[torch.Tensor],
@@ -151,83 +170,27 @@ class MaskScoringRoIHeads(RoIHeads):
             roi_features, mask_probs = roi_features.detach(), mask_probs.detach()
         return self.maskiou_head(roi_features, mask_probs, labels)
 
-    def _mask_losses(self, features, proposals, image_shapes, targets, matched_idxs, labels):
-        """Return {"loss_mask"} (torchvision's exact loss) and, with a MaskIoU head, {"loss_maskiou"}."""
-        pos_proposals, pos_matched, pos_labels = [], [], []
-        for props, idxs, labs, target in zip(proposals, matched_idxs, labels, targets):
-            pos = torch.where(labs > 0)[0]
-            pos_proposals.append(props[pos])
-            pos_matched.append(idxs[pos])
-            pos_labels.append(target["labels"][idxs[pos]])
-        roi_features, mask_logits = self._mask_branch(features, pos_proposals, image_shapes)
-        size = mask_logits.shape[-1]
-        mask_targets = torch.cat(
-            [
-                crop_masks_to_boxes(t["masks"], p, i, size)
-                for t, p, i in zip(targets, pos_proposals, pos_matched)
-            ]
-        )
-        gt_labels = torch.cat(pos_labels)
-        losses: dict[str, torch.Tensor] = {}
-        if mask_targets.numel() == 0:
-            losses["loss_mask"] = mask_logits.sum() * 0
-        else:
-            rows = torch.arange(gt_labels.shape[0], device=gt_labels.device)
-            losses["loss_mask"] = F.binary_cross_entropy_with_logits(
-                mask_logits[rows, gt_labels], mask_targets
-            )
-        if not self.has_maskiou:
-            return losses
-
-        mask_probs = mask_logits.sigmoid()  # [P, C, 28, 28]
-        pred_ious = self._maskiou_forward(
-            features, pos_proposals, image_shapes, roi_features, mask_probs, gt_labels
-        )
-        with torch.no_grad():
-            ratios = torch.cat(
-                [mask_area_ratios(t["masks"], p, i) for t, p, i in zip(targets, pos_proposals, pos_matched)]
-            )
-            rows = torch.arange(gt_labels.shape[0], device=gt_labels.device)
-            target_ious = maskiou_targets(
-                mask_probs[rows, gt_labels], mask_targets, ratios, self.maskiou_binarize_threshold
-            )
-            class_targets = class_present = None
-            if self.maskiou_target == "present_classes":
-                per_image = [
-                    present_class_targets(probs, p, t["masks"], t["labels"], self.maskiou_binarize_threshold)
-                    for probs, p, t in zip(
-                        mask_probs.split([len(p) for p in pos_proposals]), pos_proposals, targets
-                    )
-                ]
-                class_targets = torch.cat([ct for ct, _ in per_image])
-                class_present = torch.cat([cp for _, cp in per_image])
-        losses["loss_maskiou"] = maskiou_loss(
-            pred_ious,
-            target_ious,
-            gt_labels,
-            threshold=self.maskiou_threshold,
-            loss_weight=self.maskiou_loss_weight,
-            variant=self.maskiou_target,
-            class_targets=class_targets,
-            class_present=class_present,
-        )
-        return losses
-
-    def _mask_inference(self, features, image_shapes, results) -> None:
-        """Add "masks" [D, 1, 28, 28] and, with a MaskIoU head, "mask_ious" and "mask_scores" [D]."""
-        boxes = [r["boxes"] for r in results]
-        roi_features, mask_logits = self._mask_branch(features, boxes, image_shapes)
-        labels = torch.cat([r["labels"] for r in results])
+    def _score_masks(
+        self,
+        features: dict[str, torch.Tensor],
+        image_shapes: list[tuple[int, int]],
+        detections: list[dict[str, torch.Tensor]],
+        roi_features: torch.Tensor,
+        mask_probs: torch.Tensor,
+    ) -> None:
+        """Add "mask_ious" and "mask_scores" [D] to every image's detections."""
+        boxes = [d["boxes"] for d in detections]
+        labels = torch.cat([d["labels"] for d in detections])
+        pred_ious = self._predict_ious(features, boxes, image_shapes, roi_features, mask_probs, labels)
         rows = torch.arange(labels.shape[0], device=labels.device)
-        mask_probs = mask_logits.sigmoid()
-        counts = [len(b) for b in boxes]
-        for r, probs in zip(results, mask_probs[rows, labels][:, None].split(counts)):
-            r["masks"] = probs
-        if not self.has_maskiou:
-            return
-        pred_ious = self._maskiou_forward(features, boxes, image_shapes, roi_features, mask_probs, labels)
-        mask_ious = pred_ious[rows, labels]
-        for r, ious in zip(results, mask_ious.split(counts)):
-            r["mask_ious"] = ious
+        for d, ious in zip(detections, pred_ious[rows, labels].split([len(b) for b in boxes])):
+            d["mask_ious"] = ious
             # The paper's score: class confidence times predicted IoU. No clamping, no re-NMS.
-            r["mask_scores"] = r["scores"] * ious
+            d["mask_scores"] = d["scores"] * ious
+
+
+def _pool_for(mask_roi_pool: MultiScaleRoIAlign, size: int) -> MultiScaleRoIAlign | None:
+    """Return a RoIAlign like the mask branch's at `size` x `size`; None if that one has this size."""
+    if tuple(mask_roi_pool.output_size) == (size, size):
+        return None
+    return MultiScaleRoIAlign(mask_roi_pool.featmap_names, size, sampling_ratio=mask_roi_pool.sampling_ratio)

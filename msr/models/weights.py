@@ -4,8 +4,9 @@ Three kinds of file are understood:
 - "backbone": an ImageNet ResNet/ResNeXt state_dict in torchvision's format (conv1.*, layer1.*, ..., fc.*);
 - "maskrcnn": a full torchvision Mask R-CNN state_dict (the layout of maskrcnn_resnet50_fpn_coco); every
   key loads, and only the MaskIoU head (roi_heads.maskiou_head.*) is left at its initialisation;
-- "msr": our own checkpoints: a Lightning .ckpt (state_dict under "state_dict", keys prefixed "model.")
-  or a plain state_dict of MaskScoringRCNN.
+- "msr": our own checkpoints: a Lightning .ckpt (state_dict under "state_dict", keys prefixed "net.", or
+  "model." in checkpoints written before the LightningModule named the model `net`) or a plain state_dict
+  of MaskScoringRCNN.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import nn
 
 WEIGHT_KINDS = ("backbone", "maskrcnn", "msr", "auto")
 MASKIOU_PREFIX = "roi_heads.maskiou_head."
+#: Prefixes of the model's keys in msr's Lightning checkpoints: today's first, then older ones.
+CHECKPOINT_PREFIXES = ("net.", "model.")
 #: Class-specific layers, skipped on a shape mismatch when allow_class_mismatch=True.
 CLASS_SPECIFIC_PREFIXES = (
     "roi_heads.box_predictor.",
@@ -69,7 +72,7 @@ def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
 
 
 def _guess_kind(state: Mapping[str, torch.Tensor]) -> str:
-    if any(k.startswith("model.") for k in state) or any(k.startswith(MASKIOU_PREFIX) for k in state):
+    if any(k.startswith((*CHECKPOINT_PREFIXES, MASKIOU_PREFIX)) for k in state):
         return "msr"
     if any(k.startswith("backbone.") for k in state):
         return "maskrcnn"
@@ -137,7 +140,8 @@ def load_weights(
         return _check_and_load(
             model, state, path, allowed_missing=(MASKIOU_PREFIX,), allow_class_mismatch=allow_class_mismatch
         )
-    state = _strip_prefix(state, "model.")
+    for prefix in CHECKPOINT_PREFIXES:
+        state = _strip_prefix(state, prefix)
     return _check_and_load(model, state, path, allow_class_mismatch=allow_class_mismatch)
 
 
@@ -149,7 +153,7 @@ def freeze_all_but_maskiou(model: nn.Module) -> int:
     """
     head = getattr(model.roi_heads, "maskiou_head", None)
     if head is None:
-        raise ValueError("the model has no MaskIoU head to train (maskiou=False)")
+        raise ValueError("the model has no MaskIoU head to train (it is a plain Mask R-CNN)")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for parameter in head.parameters():

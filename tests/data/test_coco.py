@@ -12,8 +12,10 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from msr.data import CocoInstanceDataset, DatasetError, collate_fn
+from msr.data.coco import CocoInstanceDataset
+from msr.data.collate import collate_fn
 from msr.data.segmentation import mask_to_rle
+from msr.errors import DatasetError
 
 # pycocotools (annToMask/decode) calls np.array(copy=False) on its own buffer: harmless under NumPy 2
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

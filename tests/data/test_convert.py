@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from msr.data import CocoDataModule, CocoInstanceDataset, DatasetError, masks_to_coco
-from msr.data.convert import main
+from msr.cli.convert import main
+from msr.data.coco import CocoInstanceDataset
+from msr.data.convert import masks_to_coco
+from msr.data.datamodules import CocoDataModule
+from msr.errors import DatasetError
 
 
 def test_balloon_converts_and_loads(balloon_dir: Path, tmp_path: Path, capsys) -> None:
@@ -39,19 +42,8 @@ def test_balloon_converts_and_loads(balloon_dir: Path, tmp_path: Path, capsys) -
 
 def test_balloon_through_the_datamodule(balloon_dir: Path, tmp_path: Path) -> None:
     for split in ("train", "val"):
-        assert (
-            main(
-                [
-                    "via",
-                    str(balloon_dir / split / "via_region_data.json"),
-                    "--out",
-                    str(tmp_path / f"{split}.json"),
-                    "--category",
-                    "balloon",
-                ]
-            )
-            == 0
-        )
+        via, out = balloon_dir / split / "via_region_data.json", tmp_path / f"{split}.json"
+        assert main(["via", str(via), "--out", str(out), "--category", "balloon"]) == 0
     dm = CocoDataModule(
         train_images=str(balloon_dir / "train"),
         train_ann=str(tmp_path / "train.json"),
@@ -95,24 +87,16 @@ def _write_label_set(root: Path) -> dict[str, np.ndarray]:
     return labels
 
 
+def convert_masks(root: Path, out: Path, category: str) -> int:
+    """Run `msr-convert masks` on the label set under `root`; return its exit status."""
+    images = ["--images", str(root / "images")]
+    return main(["masks", str(root / "masks"), *images, "--out", str(out), "--category", category])
+
+
 def test_masks_round_trip(tmp_path: Path) -> None:
     labels = _write_label_set(tmp_path)
     out = tmp_path / "masks.json"
-    assert (
-        main(
-            [
-                "masks",
-                str(tmp_path / "masks"),
-                "--images",
-                str(tmp_path / "images"),
-                "--out",
-                str(out),
-                "--category",
-                "thing",
-            ]
-        )
-        == 0
-    )
+    assert convert_masks(tmp_path, out, "thing") == 0
     dataset = CocoInstanceDataset(tmp_path / "images", out)
     by_name = {dataset.coco.imgs[i]["file_name"]: i for i in dataset.ids}
     assert sorted(by_name) == ["one.jpg", "sub/three.jpg", "two.jpg"]
@@ -149,21 +133,7 @@ def test_masks_category_map(tmp_path: Path) -> None:
 def test_converter_errors_name_the_file(tmp_path: Path, capsys) -> None:
     _write_label_set(tmp_path)
     (tmp_path / "images" / "one.jpg").unlink()
-    assert (
-        main(
-            [
-                "masks",
-                str(tmp_path / "masks"),
-                "--images",
-                str(tmp_path / "images"),
-                "--out",
-                str(tmp_path / "x.json"),
-                "--category",
-                "a",
-            ]
-        )
-        == 2
-    )
+    assert convert_masks(tmp_path, tmp_path / "x.json", "a") == 2
     assert "one" in capsys.readouterr().err
 
     via = tmp_path / "via.json"

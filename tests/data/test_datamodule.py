@@ -10,15 +10,10 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from msr.data import (
-    CATEGORY_NAMES,
-    Coco2017DataModule,
-    CocoDataModule,
-    DatasetError,
-    GroupedBatchSampler,
-    SyntheticDataModule,
-    coco2017_paths,
-)
+from msr.data.datamodules import Coco2017DataModule, CocoDataModule, SyntheticDataModule, coco2017_paths
+from msr.data.samplers import GroupedBatchSampler
+from msr.data.synthetic import CATEGORY_NAMES
+from msr.errors import DatasetError
 
 TINY = {"num_train": 10, "num_val": 5, "image_size": 64}
 
@@ -120,7 +115,7 @@ def test_hydra_instantiates_from_plain_config(tmp_path: Path) -> None:
 
     cfg = OmegaConf.create(
         {
-            "_target_": "msr.data.SyntheticDataModule",
+            "_target_": "msr.data.datamodules.SyntheticDataModule",
             **TINY,
             "data_seed": 1,
             "cache_dir": str(tmp_path / "cache"),

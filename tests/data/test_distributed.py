@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from msr.data import SyntheticDataModule
+from msr.data.datamodules import SyntheticDataModule
 
 
 def _free_port() -> int:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msr.data import DatasetError, load_rgb_image, read_image_size
+from msr.data.image_io import load_rgb_image, read_image_size
+from msr.errors import DatasetError
 
 
 def _save(tmp_path: Path, name: str, image: Image.Image) -> Path:

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from msr.data import GroupedBatchSampler, aspect_ratio_group_ids
+from msr.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
 
 GROUPS = [0, 1, 1, 2, 0, 1, 2, 2, 0, 0, 1, 1, 2, 0, 1, 1, 0, 2, 2, 1, 0, 0, 1]  # 23 images, 3 groups
 

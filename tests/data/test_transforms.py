@@ -7,7 +7,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 
-from msr.data import CocoInstanceDataset, build_transforms
+from msr.data.coco import CocoInstanceDataset
+from msr.data.transforms import build_transforms
 
 
 def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:

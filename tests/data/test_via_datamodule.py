@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from msr.data import DatasetError, ViaDataModule
+from msr.data.datamodules import ViaDataModule
+from msr.errors import DatasetError
 
 
 def test_balloon_converts_once_and_loads(balloon_dir: Path, tmp_path: Path) -> None:

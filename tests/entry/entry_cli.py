@@ -33,9 +33,9 @@ TINY = [
 
 
 def run_cli(program: str, *overrides: str, env: dict[str, str], cwd: Path, check: bool = True):
-    """Run `python -m msr.<program> overrides...`; return the CompletedProcess (text output)."""
+    """Run `python -m msr.cli.<program> overrides...`; return the CompletedProcess (text output)."""
     proc = subprocess.run(
-        [sys.executable, "-m", f"msr.{program}", *overrides],
+        [sys.executable, "-m", f"msr.cli.{program}", *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -44,7 +44,7 @@ def run_cli(program: str, *overrides: str, env: dict[str, str], cwd: Path, check
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"msr.{program} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+            f"msr.cli.{program} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         )
     return proc
 

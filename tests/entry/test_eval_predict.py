@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from entry_cli import TINY_DATA, require_balloon, require_fixture, run_cli
+from entry_cli import require_balloon, require_fixture, run_cli
 from PIL import Image
 
 #: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
@@ -14,11 +14,10 @@ FIXTURE_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}
 
 
 def eval_checkpoint(trained_run, env, folder, *extra):
-    """Return the metrics msr-eval writes for the tiny run's best checkpoint."""
+    """Return the metrics msr-eval writes for the tiny run's best checkpoint (on its training run's data)."""
     ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
     run_cli(
         "evaluate",
-        *TINY_DATA,
         f"ckpt_path={ckpt}",
         f"hydra.run.dir={folder}",
         *extra,
@@ -41,6 +40,16 @@ def assert_same_metrics(a, b):
 def test_eval_of_checkpoint_reproduces_training_metrics(trained_run, cli_env, tmp_path):
     metrics = eval_checkpoint(trained_run, cli_env, tmp_path / "eval")
     assert_same_metrics(comparable(metrics), comparable(trained_run["metrics"]))
+
+
+def test_eval_changes_a_key_of_the_stored_data_config(trained_run, cli_env, tmp_path):
+    """+data.<key>=<value> replaces a key of the training run's data config (here: 3 of 5 val pictures)."""
+    metrics = eval_checkpoint(trained_run, cli_env, tmp_path / "three", "+data.num_val=3")
+    segm = json.loads((tmp_path / "three" / "eval" / "segm_results.json").read_text())
+    assert segm and {r["image_id"] for r in segm} <= {1, 2, 3}
+    assert metrics["calib/num_detections"] == len(segm)
+    five = json.loads((trained_run["run"] / "eval" / "segm_results.json").read_text())
+    assert {r["image_id"] for r in five} - {1, 2, 3}  # the training run's evaluation did see more pictures
 
 
 def test_eval_under_ddp_two_processes_equals_one(trained_run, cli_env, tmp_path):
@@ -95,10 +104,8 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
         Image.effect_noise((w, h), 60).convert("RGB").save(pictures / name)
     out = tmp_path / "predict"
     ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
-    run_cli(
-        "predict", f"ckpt_path={ckpt}", f"images={pictures}", "score_thresh=0.0", f"hydra.run.dir={out}",
-        env=cli_env, cwd=tmp_path,
-    )  # fmt: skip
+    overrides = [f"ckpt_path={ckpt}", f"images={pictures}", "score_thresh=0.0", f"hydra.run.dir={out}"]
+    run_cli("predict", *overrides, env=cli_env, cwd=tmp_path)
     images = json.loads((out / "images.json").read_text())
     assert {i["file_name"]: (i["height"], i["width"]) for i in images} == sizes
     ids = {i["id"] for i in images}

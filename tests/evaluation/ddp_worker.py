@@ -1,4 +1,4 @@
-"""One rank of the 2-process gloo test: evaluate its DistributedSampler share, write the metrics as JSON.
+"""One rank of the 2-process gloo test: evaluate its DistributedSampler share, write the result as JSON.
 
 Usage: python ddp_worker.py RANK WORLD_SIZE PORT ANN_FILE OUT_JSON [EVAL_ANN_FILE]
 
@@ -17,11 +17,11 @@ import synthetic_coco  # beside this script
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
-from msr.evaluation import COCOEvaluator
+from msr.evaluation.evaluator import COCOEvaluator
 
 
 def main() -> None:
-    """Run one rank and write {"metrics", "images"} (or {"error"}) to OUT_JSON."""
+    """Run one rank and write {"metrics", "images", "has_results"} (or {"error"}) to OUT_JSON."""
     rank, world, port = (int(a) for a in sys.argv[1:4])
     ann_file, out_json = sys.argv[4:6]
     eval_ann_file = sys.argv[6] if len(sys.argv) > 6 else ann_file
@@ -33,14 +33,20 @@ def main() -> None:
         image_ids = [img["id"] for img in dataset["images"]]
         outputs = synthetic_coco.noisy_outputs(dataset)
         sampler = DistributedSampler(range(len(image_ids)), num_replicas=world, rank=rank, shuffle=False)
-        evaluator = COCOEvaluator(eval_ann_file, synthetic_coco.CAT_IDS, upper_bound=True)
+        evaluator = COCOEvaluator(upper_bound=True).bind(eval_ann_file, synthetic_coco.CAT_IDS)
         seen = []
         for index in sampler:  # batches of one image, as a validation loop would
             image_id = image_ids[index]
             evaluator.update([outputs[image_id]], [image_id])
             seen.append(image_id)
         try:
-            report = {"metrics": evaluator.compute(), "images": seen}
+            result = evaluator.compute()
+            rank_zero_only = (result.results, result.image_ids, result.calibration)
+            report = {
+                "metrics": result.metrics,
+                "images": seen,
+                "has_results": [x is not None for x in rank_zero_only],
+            }
         except Exception as e:
             report = {"error": f"{type(e).__name__}: {e}"}
         with open(out_json, "w") as f:

@@ -12,17 +12,16 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from msr.evaluation import (
+from msr.evaluation.calibration import (
     calibration_data,
     calibration_metrics,
     class_score_results,
     compute_calibration,
-    evaluate_coco,
-    rescoring_metrics,
-    score_results_file,
     true_mask_ious,
     upper_bound_results,
 )
+from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
+from msr.evaluation.scoring import score_results_file
 
 H = W = 30
 TRUE_IOUS = [0.2, 0.4, 0.6, 0.8, 1.0]
@@ -213,7 +212,7 @@ def test_fixture_upper_bound_beats_box_scores(fixture_dir):
         print_fn=None,
         calibration=True,
         upper_bound=True,
-    )
+    ).metrics
     assert metrics["segm_upper_bound/AP"] > metrics["segm/AP"] + 0.05
     assert metrics["calib/num_matched"] == 651
     assert not any(k.startswith("segm_class_score/") for k in metrics)  # fake results carry no mask_iou

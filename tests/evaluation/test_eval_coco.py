@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msr.evaluation import STAT_NAMES, evaluate_coco, format_coco_table, make_coco, score_results_file
+from msr.evaluation.coco_eval import evaluate_coco, format_coco_table
+from msr.evaluation.ground_truth import make_coco
+from msr.evaluation.metrics import COCO_STATS
+from msr.evaluation.results import predictions_to_coco
+from msr.evaluation.scoring import score_results_file
 
 BACKENDS = ["faster_coco_eval", "pycocotools"]
 EXACT_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}
@@ -38,7 +42,7 @@ def test_fixture_scores_exactly_as_pycocotools(fixture_dir, backend, iou_type):
     assert metrics[f"{iou_type}/AP"] == EXACT_AP[iou_type]  # full float precision
     expected = printed_stats(fixture_dir)[iou_type]
     assert len(expected) == 12
-    got = [round(metrics[f"{iou_type}/{name}"], 3) for name in STAT_NAMES]
+    got = [round(metrics[f"{iou_type}/{name}"], 3) for name in COCO_STATS]
     assert got == expected
     per_class = {k: v for k, v in metrics.items() if "/AP-" in k}
     assert len(per_class) == 80 and f"{iou_type}/AP-person" in per_class
@@ -73,7 +77,7 @@ def test_table_matches_pycocotools_printout(fixture_dir):
 def test_score_results_file_prints_and_scores(fixture_dir, capsys):
     metrics = score_results_file(
         fixture_dir / RESULTS_FILE["segm"], fixture_dir / "instances_val2014_100.json", backend="pycocotools"
-    )
+    ).metrics
     assert metrics["segm/AP"] == EXACT_AP["segm"]
     assert not any(k.startswith("bbox/") for k in metrics)  # iou type inferred from the file
     out = capsys.readouterr().out
@@ -109,8 +113,6 @@ def test_empty_results_backends_identical(tiny_gt):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_img_ids_restricts_evaluation(tiny_gt, synth, backend):
     path, dataset = tiny_gt
-    from msr.evaluation import predictions_to_coco
-
     first = dataset["images"][0]["id"]
     out = synth.perfect_outputs(dataset)[first]
     bbox, _ = predictions_to_coco(out, first, synth.CAT_IDS)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from msr.evaluation import COCOEvaluator, broadcast_object, dedupe_by_image, evaluate_coco, gather_results
+from msr.distributed import broadcast_object, dedupe_by_image, gather_results, get_rank, get_world_size
+from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.evaluator import COCOEvaluator
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 
@@ -101,15 +103,17 @@ def test_two_gloo_processes_equal_one_process(tiny_gt, synth, tmp_path):
     assert len(seen) == len(dataset["images"]) + 1 and len(set(seen)) == len(dataset["images"])
 
     # one process, every image once
-    evaluator = COCOEvaluator(ann_file, synth.CAT_IDS, upper_bound=True)
+    evaluator = COCOEvaluator(upper_bound=True).bind(ann_file, synth.CAT_IDS)
     outputs = synth.noisy_outputs(dataset)
     for image_id, out in outputs.items():
         evaluator.update([out], [image_id])
-    single = evaluator.compute()
+    single = evaluator.compute().metrics
 
     assert differences(ranks[0]["metrics"], single) == {}  # exactly, every key
     assert differences(ranks[1]["metrics"], single) == {}  # broadcast to every rank
     assert {"bbox/AP", "segm/AP", "calib/pearson_pred_iou", "segm_upper_bound/AP"} <= single.keys()
+    # results, image ids and calibration arrays stay on rank 0
+    assert [r["has_results"] for r in ranks] == [[True] * 3, [False] * 3]
 
     # keeping the padded duplicate would have changed the numbers: the dedupe matters
     dup = seen[-1]
@@ -127,3 +131,18 @@ def test_error_on_rank_zero_reaches_every_rank(tiny_gt, tmp_path):
     errors = [json.loads(o.read_text())["error"] for o in outs]
     assert errors[0].startswith("EvaluationError: annotation file not found")
     assert errors[1].startswith("RuntimeError: COCO evaluation failed on rank 0: EvaluationError: annotation")
+
+
+def test_rank_without_a_process_group_comes_from_the_launcher(monkeypatch):
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert get_rank() == 0 and get_world_size() == 1
+    monkeypatch.setenv("JSM_NAMESPACE_RANK", "4")
+    assert get_rank() == 4
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert get_rank() == 3
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert get_rank() == 2
+    monkeypatch.setenv("RANK", "1")  # the first set variable of RANK, LOCAL_RANK, SLURM_PROCID, JSM wins
+    assert get_rank() == 1
+    assert get_world_size() == 1  # the world size is torch.distributed's alone

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-from msr.evaluation import EvaluationError, evaluate_coco, save_json_atomic, score_results_file
+from msr.errors import EvaluationError
+from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.scoring import score_results_file
+from msr.files import write_json_atomic
 
 
 @pytest.fixture
@@ -64,9 +67,9 @@ def test_bad_segmentations(tiny_gt, synth):
         evaluate_coco([polygon], ann_file, "segm")
 
 
-def test_save_json_atomic_replaces_whole_file(tmp_path):
-    path = save_json_atomic([{"a": 1}], tmp_path / "sub" / "r.json")
-    save_json_atomic([{"b": 2}], path)
+def test_write_json_atomic_replaces_whole_file(tmp_path):
+    path = write_json_atomic([{"a": 1}], tmp_path / "sub" / "r.json")
+    write_json_atomic([{"b": 2}], path)
     assert json.loads(path.read_text()) == [{"b": 2}]
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary left behind
 
@@ -74,6 +77,6 @@ def test_save_json_atomic_replaces_whole_file(tmp_path):
         pass
 
     with pytest.raises(TypeError):
-        save_json_atomic([Unserialisable()], path)
+        write_json_atomic([Unserialisable()], path)
     assert json.loads(path.read_text()) == [{"b": 2}]  # the old content survives a failed write
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]

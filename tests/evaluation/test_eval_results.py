@@ -9,7 +9,10 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from msr.evaluation import EvaluationError, encode_masks, evaluate_coco, predictions_to_coco
+from msr.data.segmentation import encode_masks
+from msr.errors import EvaluationError
+from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.results import predictions_to_coco
 
 # pycocotools' own decode() trips a NumPy 2 deprecation inside the library
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -64,10 +67,11 @@ def test_result_fields_for_ms_rcnn_and_baseline():
     assert all("bbox" not in r for r in segm)
     json.dumps(bbox + segm)  # plain JSON types only
 
-    # mask_ious without mask_scores: the mask score is computed
+    # mask_ious without mask_scores: the score is the box score (only the model computes mask scores)
     no_ms = {k: v for k, v in out.items() if k != "mask_scores"}
     _, segm = predictions_to_coco(no_ms, 42, {1: 11, 2: 13})
-    assert [r["score"] for r in segm] == pytest.approx([0.45, 0.4])
+    assert [r["score"] for r in segm] == pytest.approx([0.9, 0.5])
+    assert [r["mask_iou"] for r in segm] == pytest.approx([0.5, 0.8])
 
     # Mask R-CNN baseline: mask score = box score, no mask_iou key
     baseline = {k: v for k, v in out.items() if k not in ("mask_ious", "mask_scores")}

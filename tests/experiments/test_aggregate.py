@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from msr.aggregate import AggregateError, aggregate, variant_key
+from msr.studies.aggregate import AggregateError, aggregate, variant_key
+
+
+def markdown(path):
+    """Return the Markdown file's text with runs of spaces squeezed (tabulate pads cells to align)."""
+    return re.sub(r" {2,}", " ", path.read_text())
+
+
+def csv_rows(path):
+    """Return the CSV file's rows (header first) as lists of strings."""
+    with path.open(newline="") as f:
+        return list(csv.reader(f))
 
 
 def make_job(folder, overrides, metrics, config=None):
@@ -41,18 +54,18 @@ def test_mean_and_std_over_seeds_per_variant(tmp_path):
             job += 1
     make_job(sweep / "9", ["head=none", "experiment=x", "seed=9"], {"segm/AP": float("nan"), "bbox/AP": 0.4})
     md, csv_path = aggregate([sweep], tmp_path / "out" / "heads")
-    text = md.read_text()
+    text = markdown(md)
     assert "Overrides common to every variant: `experiment=x`" in text
     assert "| `head=maskiou` | 3 | 0.320 ± 0.020 | 0.400 ± 0.000 |" in text
     assert "| `head=none` | 4 | 0.290 ± 0.010 |" in text  # the NaN run counts as a seed, not in the mean
     assert "n/a" in text  # Mask R-CNN has no mask-score correlation
-    rows = [line.split(",") for line in csv_path.read_text().splitlines()]
+    rows = csv_rows(csv_path)
     header = rows[0]
     assert header[:4] == ["variant", "seeds", "segm AP mean", "segm AP std"]
     maskiou = dict(zip(header, rows[1]))
-    assert float(maskiou["Pearson IoU~mask score mean"]) == pytest.approx(0.61)
+    assert float(maskiou["Pearson(true IoU, mask score) mean"]) == pytest.approx(0.61)
     assert float(maskiou["segm AP std"]) == pytest.approx(0.02)
-    assert math.isnan(float(dict(zip(header, rows[2]))["Pearson IoU~mask score mean"]))
+    assert math.isnan(float(dict(zip(header, rows[2]))["Pearson(true IoU, mask score) mean"]))
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
@@ -63,29 +76,29 @@ def test_errors_name_the_folder_or_file(tmp_path):
     (tmp_path / "0" / "eval" / "val_metrics.json").write_text("{broken")
     with pytest.raises(AggregateError, match=r"0/eval/val_metrics.json"):
         aggregate([tmp_path], tmp_path / "out")
+    missing, out = str(tmp_path / "missing"), str(tmp_path / "x")
     proc = subprocess.run(
-        [sys.executable, "-m", "msr.aggregate", str(tmp_path / "missing"), "--out", str(tmp_path / "x")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "msr.cli.aggregate", missing, "--out", out], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "missing: no such folder" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def config(seed, threshold=0.0, design="concat"):
-    return {"seed": seed, "logger": {"kind": "csv"}, "model": {"maskiou_threshold": threshold,
-            "maskiou_design": design}}  # fmt: skip
+    model = {"maskiou_threshold": threshold, "maskiou_design": design}
+    return {"seed": seed, "logger": {"kind": "csv"}, "model": model}
 
 
 def test_runs_with_the_same_resolved_config_are_one_variant_across_studies(tmp_path):
     """The default model of two studies is one variant; a variant is named without `study=`."""
     for seed in range(2):
-        make_job(tmp_path / "a" / str(seed), ["study=mask_scoring", "head=maskiou", f"seed={seed}"],
-                 {"segm/AP": 0.30 + seed / 100}, config(seed))  # fmt: skip
-        make_job(tmp_path / "d" / str(seed), ["study=threshold", "model.maskiou_threshold=0.5",
-                 f"seed={seed}"], {"segm/AP": 0.2}, config(seed, threshold=0.5))  # fmt: skip
+        default = ["study=mask_scoring", "head=maskiou", f"seed={seed}"]
+        make_job(tmp_path / "a" / str(seed), default, {"segm/AP": 0.30 + seed / 100}, config(seed))
+        threshold = ["study=threshold", "model.maskiou_threshold=0.5", f"seed={seed}"]
+        make_job(tmp_path / "d" / str(seed), threshold, {"segm/AP": 0.2}, config(seed, threshold=0.5))
     make_job(tmp_path / "d" / "9", ["study=threshold", "seed=2"], {"segm/AP": 0.32}, config(2))
     md, _ = aggregate([tmp_path / "a", tmp_path / "d"], tmp_path / "out")
-    text = md.read_text()
+    text = markdown(md)
     assert "| `head=maskiou` | 3 | 0.310 ± 0.010 |" in text  # seed 2 came from the threshold study
     assert "| `model.maskiou_threshold=0.5` | 2 | 0.200 ± 0.000 |" in text
     assert "study=" not in text
@@ -94,7 +107,7 @@ def test_runs_with_the_same_resolved_config_are_one_variant_across_studies(tmp_p
 def test_same_name_different_config_stays_apart_and_says_why(tmp_path):
     make_job(tmp_path / "0", ["head=maskiou", "seed=0"], {"segm/AP": 0.3}, config(0))
     make_job(tmp_path / "1", ["head=maskiou", "seed=1"], {"segm/AP": 0.1}, config(1, design="multiply"))
-    text = aggregate([tmp_path], tmp_path / "out")[0].read_text()
+    text = markdown(aggregate([tmp_path], tmp_path / "out")[0])
     assert "| `model.maskiou_design=concat` | 1 | 0.300 ± 0.000 |" in text
     assert "| `model.maskiou_design=multiply` | 1 | 0.100 ± 0.000 |" in text
 
@@ -105,12 +118,12 @@ def test_scored_metrics_fill_gaps_and_give_the_per_seed_rescoring_gain(tmp_path)
         scored = {"results": "x.json", "segm/AP": 0.0, "segm_class_score/AP": class_ap}
         (tmp_path / str(seed) / "eval" / "scored_metrics.json").write_text(json.dumps(scored))
     _, csv_path = aggregate([tmp_path], tmp_path / "out")
-    header, row = [line.split(",") for line in csv_path.read_text().splitlines()]
+    header, row = csv_rows(csv_path)
     row = dict(zip(header, row))
     assert float(row["segm AP mean"]) == pytest.approx(0.33)  # val_metrics.json wins over the rescoring
-    assert float(row["segm AP class score only mean"]) == pytest.approx(0.28)
-    assert float(row["segm AP gain of rescoring mean"]) == pytest.approx(0.05)
-    assert float(row["segm AP gain of rescoring std"]) == pytest.approx(math.sqrt(2) * 0.01)
+    assert float(row["segm AP, class score only mean"]) == pytest.approx(0.28)
+    assert float(row["rescoring gain (segm AP) mean"]) == pytest.approx(0.05)
+    assert float(row["rescoring gain (segm AP) std"]) == pytest.approx(math.sqrt(2) * 0.01)
     (tmp_path / "1" / "eval" / "scored_metrics.json").write_text("[1, 2]")
     with pytest.raises(AggregateError, match=r"1/eval/scored_metrics.json: must hold an object"):
         aggregate([tmp_path], tmp_path / "out")

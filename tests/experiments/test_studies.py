@@ -18,8 +18,8 @@ from entry_cli import TINY, run_cli
 STUDIES = {
     "mask_scoring": {"head": "maskiou,none"},
     "input_designs": {"head": "maskiou,maskiou_multiply,maskiou_all_masks,maskiou_concat_28"},
-    "training_targets": {"model.maskiou_target": "target_class,all_classes_zero,present_classes"},
-    "threshold": {"model.maskiou_threshold": "0.0,0.25,0.5,0.75"},
+    "training_targets": {"maskiou_target": "target_class,all_classes_zero,present_classes"},
+    "threshold": {"model.maskiou_loss.threshold": "0.0,0.25,0.5,0.75"},
     "backbones": {"backbone": "resnet18,resnet34,resnet50", "head": "maskiou,none"},
 }
 
@@ -27,7 +27,7 @@ STUDIES = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     return {**os.environ, "MSR_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "OMP_NUM_THREADS": "1",
-            "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}  # fmt: skip
+            "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
@@ -40,25 +40,27 @@ def test_study_sweeps_its_variable_over_three_seeds(study, env, tmp_path):
 
 
 def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_path):
-    from msr.aggregate import aggregate
+    from msr.evaluation.metrics import RESCORING_GAIN, TITLES
+    from msr.studies.aggregate import aggregate
 
     sweep = tmp_path / "study"
     run_cli(
         "train", "study=mask_scoring", "hydra.sweeper.params.seed=0", *TINY, "schedule=cpu_tiny",
         f"hydra.sweep.dir={sweep}", env=env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     _, table = aggregate([sweep], tmp_path / "mask_scoring")
     with table.open() as f:
         rows = {row["variant"].split("head=")[1].split()[0]: row for row in csv.DictReader(f)}
     assert set(rows) == {"maskiou", "none"} and all(r["seeds"] == "1" for r in rows.values())
-    assert "segm AP upper bound mean" in rows["none"]  # the study turns the upper bound on
-    assert rows["none"]["Pearson IoU~mask score mean"] == "nan"  # Mask R-CNN has no predicted IoU
+    upper = f"{TITLES['segm_upper_bound/AP']} mean"
+    mask_pearson = f"{TITLES['calib/pearson_mask_score']} mean"
+    gain, class_only = f"{TITLES[RESCORING_GAIN]} mean", f"{TITLES['segm_class_score/AP']} mean"
+    assert upper in rows["none"]  # the study turns the upper bound on
+    assert rows["none"][mask_pearson] == "nan"  # Mask R-CNN has no predicted IoU
     # MS R-CNN's masks are also ranked by the class score alone; the gain column is their difference
     ms = {k: float(v) for k, v in rows["maskiou"].items() if k.endswith("mean")}
-    assert ms["segm AP gain of rescoring mean"] == pytest.approx(
-        ms["segm AP mean"] - ms["segm AP class score only mean"]
-    )
-    assert rows["none"]["segm AP class score only mean"] == "nan"
+    assert ms[gain] == pytest.approx(ms["segm AP mean"] - ms[class_only])
+    assert rows["none"][class_only] == "nan"
 
     # rescoring the saved results reproduces the run's own metrics (the script checks segm AP itself)
     script = Path(__file__).resolve().parents[2] / "experiments" / "rescore_runs.py"

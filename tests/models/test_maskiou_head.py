@@ -1,7 +1,14 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from msr.models import INPUT_DESIGNS, MaskIoUHead
+from msr.models import (
+    INPUT_DESIGNS,
+    ConcatMaskIoUHead,
+    MaskIoUHead,
+    MaskOnlyMaskIoUHead,
+    input_design,
+)
 
 
 def test_paper_parameter_count_computed_by_hand():
@@ -12,13 +19,13 @@ def test_paper_parameter_count_computed_by_hand():
     fc2 = 1024 * 1024 + 1024
     fc3 = 1024 * 81 + 81
     expected = conv1 + conv_rest + fc1 + fc2 + fc3
-    head = MaskIoUHead(num_classes=81)
+    head = ConcatMaskIoUHead(num_classes=81)
     assert sum(p.numel() for p in head.parameters()) == expected == 16_341_329
 
 
 def test_paper_layers_and_init():
     torch.manual_seed(0)
-    head = MaskIoUHead(num_classes=81).requires_grad_(False)
+    head = ConcatMaskIoUHead(num_classes=81).requires_grad_(False)
     convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
     assert [c.stride for c in convs] == [(1, 1), (1, 1), (1, 1), (2, 2)]
     assert convs[0].in_channels == 257
@@ -34,11 +41,22 @@ def test_paper_layers_and_init():
     assert float(fc1.weight.abs().max()) > 0.99 * bound
 
 
+def test_state_dict_keys_are_the_trunks():
+    head = ConcatMaskIoUHead(3, in_channels=4, conv_channels=4, fc_dim=8)
+    assert list(head.state_dict()) == [
+        *(f"convs.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")),
+        *(f"fcs.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")),
+        "predictor.weight",
+        "predictor.bias",
+    ]
+
+
 @pytest.mark.parametrize("design", INPUT_DESIGNS)
 def test_output_shape_for_every_input_design(design):
     num_classes, n = 5, 3
-    head = MaskIoUHead(num_classes, in_channels=16, input_design=design, conv_channels=8, fc_dim=32)
+    head = INPUT_DESIGNS[design](num_classes, in_channels=16, conv_channels=8, fc_dim=32)
     size = 28 if design == "concat_28" else 14
+    assert head.feature_size == size
     feats = torch.randn(n, 16, size, size)
     probs = torch.rand(n, num_classes, 28, 28)
     labels = torch.tensor([1, 4, 2])
@@ -47,8 +65,17 @@ def test_output_shape_for_every_input_design(design):
     assert head(feats[:0], probs[:0], labels[:0]).shape == (0, num_classes)
 
 
+@pytest.mark.parametrize(
+    "design,channels",
+    [("concat", 17), ("multiply", 16), ("all_masks", 21), ("concat_28", 17), ("mask_only", 1)],
+)
+def test_input_channels_of_every_design(design, channels):
+    head = INPUT_DESIGNS[design](5, in_channels=16, conv_channels=8, fc_dim=32)
+    assert head.convs[0].in_channels == channels
+
+
 def test_concat_input_is_feature_plus_maxpooled_target_mask():
-    head = MaskIoUHead(3, in_channels=2, conv_channels=4, fc_dim=8)
+    head = ConcatMaskIoUHead(3, in_channels=2, conv_channels=4, fc_dim=8)
     feats = torch.randn(1, 2, 14, 14)
     probs = torch.zeros(1, 3, 28, 28)
     probs[0, 2, 0, 1] = 0.9  # one pixel of class 2, inside the first 2x2 pooling window
@@ -60,6 +87,30 @@ def test_concat_input_is_feature_plus_maxpooled_target_mask():
     assert float(x[0, 2].sum()) == pytest.approx(0.9)
 
 
+def test_mask_only_input_ignores_the_roi_features():
+    head = MaskOnlyMaskIoUHead(3, in_channels=2, conv_channels=4, fc_dim=8)
+    probs = torch.rand(2, 3, 28, 28)
+    labels = torch.tensor([1, 2])
+    x = head.build_input(torch.randn(2, 2, 14, 14), probs, labels)
+    expected = F.max_pool2d(probs[torch.arange(2), labels][:, None], kernel_size=2, stride=2)
+    assert torch.equal(x, expected)
+    noise, zeros = torch.randn(2, 2, 14, 14), torch.zeros(2, 2, 14, 14)
+    assert torch.equal(head(noise, probs, labels), head(zeros, probs, labels))
+
+
+def test_the_base_class_is_not_a_design():
+    with pytest.raises(NotImplementedError, match="MaskIoUHead must define input_channels"):
+        MaskIoUHead(3)
+
+
 def test_unknown_design_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown MaskIoU input design 'concatenate'"):
-        MaskIoUHead(3, input_design="concatenate")
+        input_design("concatenate")
+
+
+def test_a_28x28_design_needs_two_stride_2_convs():
+    head = INPUT_DESIGNS["concat_28"](3, in_channels=4, conv_channels=4, fc_dim=8)
+    convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(1, 1), (1, 1), (2, 2), (2, 2)]
+    with pytest.raises(ValueError, match="Concat28MaskIoUHead needs at least 2 convs"):
+        INPUT_DESIGNS["concat_28"](3, num_convs=1)

@@ -1,7 +1,16 @@
 import pytest
 import torch
 
-from msr.models import mask_area_ratios, maskiou_targets, pixels_inside_boxes, present_class_targets
+from msr.models import (
+    AllClassesZeroTargets,
+    PositiveRoIs,
+    PresentClassesTargets,
+    TargetClassTargets,
+    mask_area_ratios,
+    maskiou_targets,
+    pixels_inside_boxes,
+    present_class_targets,
+)
 
 
 def test_target_with_gt_extending_outside_the_proposal():
@@ -91,3 +100,82 @@ def test_present_class_targets_marks_classes_inside_the_roi():
     # RoI 1 is the whole image: each class fills half and the prediction matches exactly -> 1
     assert targets[1, 1].item() == pytest.approx(1.0)
     assert targets[1, 2].item() == pytest.approx(1.0)
+
+
+def two_class_image():
+    """Return (gt_masks [2, 8, 8], gt_labels [2]): class 1 on the left half, class 2 on the right half."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    masks[0, :, :4] = 1
+    masks[1, :, 4:] = 1
+    return masks, torch.tensor([1, 2])
+
+
+def test_positive_rois_are_torchvisions_mask_rois_with_their_cropped_gt():
+    masks, gt_labels = two_class_image()
+    proposals = torch.tensor([[0.0, 0.0, 3.0, 8.0], [4.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
+    matched = torch.tensor([0, 1, 0])
+    labels = torch.tensor([1, 0, -1])  # one positive, one background, one ignored
+    targets = [{"masks": masks, "labels": gt_labels}]
+    rois = PositiveRoIs.from_samples([proposals], [matched], [labels], targets, mask_size=4)
+    assert torch.equal(rois.proposals[0], proposals[:1]) and rois.matched_idxs[0].tolist() == [0]
+    assert rois.labels.tolist() == [1] and rois.counts() == [1]
+    assert rois.mask_targets.shape == (1, 4, 4)
+    assert bool((rois.mask_targets >= 0.5).all())  # the box lies inside the class-1 half: GT everywhere
+    assert rois.gt_masks[0] is masks and rois.gt_labels[0] is gt_labels
+
+
+def test_target_class_strategy_on_a_hand_built_roi():
+    masks, gt_labels = two_class_image()
+    # The RoI is the whole image, matched to class 2 (right half: 32 of 64 pixels, all inside the RoI).
+    proposals, matched = torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.tensor([1])
+    rois = PositiveRoIs.from_samples(
+        [proposals], [matched], [torch.tensor([2])], [{"masks": masks, "labels": gt_labels}], mask_size=4
+    )
+    probs = torch.zeros(1, 3, 4, 4)
+    probs[0, 2, :, 3] = 0.9  # class 2 predicted on the rightmost quarter: half of its GT
+    probs[0, 1] = 0.9  # class 1 everywhere: not the target class, ignored
+    supervision = TargetClassTargets()(probs, rois)
+    # overlap 4 cells, prediction 4, GT 8 -> 4 / (4 + 8 - 4)
+    assert supervision.roi_iou.tolist() == [pytest.approx(0.5)]
+    assert supervision.rows.tolist() == [0] and supervision.cols.tolist() == [2]
+    assert torch.equal(supervision.values, supervision.roi_iou)
+
+
+def test_present_classes_strategy_adds_the_present_classes_to_the_target_class():
+    masks, gt_labels = two_class_image()
+    # The geometry of test_present_class_targets_marks_classes_inside_the_roi, one image, 4 classes.
+    proposals = torch.tensor([[0.0, 0.0, 3.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
+    rois = PositiveRoIs.from_samples(
+        [proposals],
+        [torch.tensor([0, 1])],
+        [torch.tensor([1, 2])],
+        [{"masks": masks, "labels": gt_labels}],
+        mask_size=4,
+    )
+    probs = torch.zeros(2, 4, 4, 4)
+    probs[:, 1, :, :2] = 0.9
+    probs[:, 2, :, 2:] = 0.9
+    supervision = PresentClassesTargets()(probs, rois)
+    class_targets, _ = present_class_targets(probs, proposals, masks, gt_labels)
+    # RoI 0 (class 1): only class 1 present; RoI 1 (class 2): classes 1 and 2 present. Class 3 never.
+    assert list(zip(supervision.rows.tolist(), supervision.cols.tolist())) == [(0, 1), (1, 1), (1, 2)]
+    roi_iou = TargetClassTargets().roi_iou(probs, rois)
+    assert torch.equal(supervision.roi_iou, roi_iou)
+    expected = torch.stack([roi_iou[0], class_targets[1, 1], roi_iou[1]])
+    assert torch.equal(supervision.values, expected)
+
+
+def test_all_classes_zero_strategy_supervises_every_foreground_class():
+    masks, gt_labels = two_class_image()
+    rois = PositiveRoIs.from_samples(
+        [torch.tensor([[0.0, 0.0, 8.0, 8.0]])],
+        [torch.tensor([1])],
+        [torch.tensor([2])],
+        [{"masks": masks, "labels": gt_labels}],
+        mask_size=4,
+    )
+    probs = torch.zeros(1, 4, 4, 4)
+    probs[0, 2, :, 2:] = 0.9  # exactly the GT of class 2
+    supervision = AllClassesZeroTargets()(probs, rois)
+    assert supervision.rows.tolist() == [0, 0, 0] and supervision.cols.tolist() == [1, 2, 3]
+    assert supervision.values.tolist() == [0.0, pytest.approx(1.0), 0.0]

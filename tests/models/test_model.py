@@ -1,15 +1,24 @@
 """The whole model: losses, gradients, equality with torchvision, batched inference."""
 
+import functools
+
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
 
-from msr.models import INPUT_DESIGNS, TARGET_VARIANTS, build_resnet_fpn_backbone
+from msr.models import (
+    INPUT_DESIGNS,
+    TARGET_VARIANTS,
+    MaskOnlyMaskIoUHead,
+    build_detector,
+    build_resnet_fpn_backbone,
+)
 
-from .conftest import TINY, make_batch, tiny_model
+from .conftest import TINY, TINY_BACKBONE, make_batch, tiny_model
 
 
 def torchvision_twin(num_classes: int = 3) -> MaskRCNN:
@@ -39,7 +48,7 @@ def torchvision_twin(num_classes: int = 3) -> MaskRCNN:
 def test_baseline_equals_torchvision_mask_rcnn_exactly(batch):
     images, targets = batch
     torch.manual_seed(0)
-    ours = tiny_model(maskiou=False)
+    ours = tiny_model(design=None)
     theirs = torchvision_twin()
     theirs.load_state_dict(ours.state_dict(), strict=True)  # identical layout, no extra keys
 
@@ -70,7 +79,7 @@ def test_mask_scores_are_class_scores_times_predicted_iou_and_box_scores_unchang
     images, _ = batch
     torch.manual_seed(0)
     ms = tiny_model().eval()
-    baseline = tiny_model(maskiou=False).eval()
+    baseline = tiny_model(design=None).eval()
     missing, unexpected = baseline.load_state_dict(ms.state_dict(), strict=False)
     assert not missing and all(k.startswith("roi_heads.maskiou_head.") for k in unexpected)
     with torch.no_grad():
@@ -122,12 +131,12 @@ def test_detach_option_stops_the_maskiou_gradient_at_the_head(batch):
 
 @pytest.mark.parametrize(
     "design,target",
-    [(d, "target_class") for d in INPUT_DESIGNS] + [("concat", t) for t in TARGET_VARIANTS[1:]],
+    [(d, "target_class") for d in INPUT_DESIGNS] + [("concat", t) for t in list(TARGET_VARIANTS)[1:]],
 )
 def test_every_design_and_target_variant_trains_and_predicts(batch, design, target):
     images, targets = batch
     torch.manual_seed(0)
-    model = tiny_model(maskiou_design=design, maskiou_target=target).train()
+    model = tiny_model(design=design, target=target).train()
     losses = model(images, targets)
     assert torch.isfinite(losses["loss_maskiou"]) and losses["loss_maskiou"] > 0
     sum(losses.values()).backward()
@@ -172,3 +181,60 @@ def test_roi_heads_handle_every_image_of_a_batch_exactly():
             single, _ = model.roi_heads(feats_i, [proposals[i]], [image_list.image_sizes[i]])
             for key in batched[i]:
                 assert torch.equal(batched[i][key], single[0][key]), (i, key)
+
+
+def test_toy_mask_only_design_trains_and_predicts(batch):
+    """The README's worked example: a new design is a small subclass, given to build_detector as a factory."""
+    images, targets = batch
+    torch.manual_seed(0)
+    factory = functools.partial(MaskOnlyMaskIoUHead, conv_channels=16, fc_dim=32)
+    model = build_detector(3, build_resnet_fpn_backbone(**TINY_BACKBONE), maskiou_head=factory, **TINY)
+    head = model.roi_heads.maskiou_head
+    assert isinstance(head, MaskOnlyMaskIoUHead) and head.convs[0].in_channels == 1
+    model.train()
+    torch.manual_seed(3)
+    losses = model(images, targets)
+    assert list(losses)[:4] == ["loss_classifier", "loss_box_reg", "loss_mask", "loss_maskiou"]
+    assert torch.isfinite(losses["loss_maskiou"]) and losses["loss_maskiou"] > 0
+    sum(losses.values()).backward()
+    assert head.predictor.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    for o in out:
+        assert o["mask_scores"].shape == o["scores"].shape == o["mask_ious"].shape
+        torch.testing.assert_close(o["mask_scores"], o["scores"] * o["mask_ious"])
+
+
+def test_forward_leaves_no_hooks_and_no_sampled_rois_behind(batch):
+    images, targets = batch
+    model = tiny_model()
+    hooked = (model.roi_heads.mask_roi_pool, model.roi_heads.mask_predictor)
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            model(images, targets if train else None)
+        assert all(not m._forward_hooks for m in hooked)
+        assert model.roi_heads._sampled is None
+
+
+def test_an_image_without_instances_trains():
+    images, targets = make_batch()
+    targets[1] = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 96, 128, dtype=torch.uint8),
+    }
+    torch.manual_seed(0)
+    model = tiny_model(target="present_classes").train()
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def test_keypoint_heads_are_a_clear_error():
+    model = tiny_model().eval()
+    model.roi_heads.keypoint_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
+    model.roi_heads.keypoint_head = model.roi_heads.keypoint_predictor = torch.nn.Identity()
+    with pytest.raises(NotImplementedError, match="does not support keypoint heads"):
+        model([torch.rand(3, 64, 64)])

@@ -5,9 +5,21 @@ import torch
 import torchvision
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from msr.models import WeightsError, build_model, freeze_all_but_maskiou, load_weights
+from msr.models import (
+    ConcatMaskIoUHead,
+    WeightsError,
+    build_detector,
+    build_resnet_fpn_backbone,
+    freeze_all_but_maskiou,
+    load_weights,
+)
 
 from .conftest import tiny_model
+
+
+def full_size_model(num_classes: int, **kwargs):
+    """Return an MS R-CNN with the default R-50 FPN and the paper's head (as a torchvision model)."""
+    return build_detector(num_classes, build_resnet_fpn_backbone(), maskiou_head=ConcatMaskIoUHead, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +34,8 @@ def torchvision_checkpoint(tmp_path_factory):
 
 def test_torchvision_mask_rcnn_checkpoint_loads_and_only_maskiou_head_is_new(torchvision_checkpoint):
     path, reference = torchvision_checkpoint
-    model = build_model(91, maskrcnn_weights=str(path), min_size=64, max_size=64)
+    model = full_size_model(91, min_size=64, max_size=64)
+    load_weights(model, str(path), kind="maskrcnn")
     left = load_weights(model, path, kind="maskrcnn")
     assert left and all(k.startswith("roi_heads.maskiou_head.") for k in left)
     state = model.state_dict()
@@ -44,8 +57,9 @@ def test_class_mismatch_names_the_keys_and_can_be_allowed(torchvision_checkpoint
     with pytest.raises(
         WeightsError, match=r"maskrcnn_resnet50_fpn_coco\.pth: shape mismatch: roi_heads\.box_predictor"
     ):
-        build_model(5, maskrcnn_weights=str(path))
-    model = build_model(5, maskrcnn_weights=str(path), allow_class_mismatch=True)
+        load_weights(full_size_model(5), str(path), kind="maskrcnn")
+    model = full_size_model(5)
+    load_weights(model, str(path), kind="maskrcnn", allow_class_mismatch=True)
     assert torch.equal(
         model.state_dict()["backbone.fpn.layer_blocks.0.0.weight"],
         reference["backbone.fpn.layer_blocks.0.0.weight"],
@@ -80,21 +94,25 @@ def test_imagenet_backbone_state_dict_loads_into_the_body(tmp_path):
     resnet = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18_imagenet.pth"
     torch.save(resnet.state_dict(), path)
-    model = tiny_model(backbone_weights=str(path))
+    model = tiny_model()
+    load_weights(model, str(path), kind="backbone")
     body = model.backbone.body.state_dict()
     assert torch.equal(body["layer3.1.conv2.weight"], resnet.state_dict()["layer3.1.conv2.weight"])
     assert torch.equal(body["bn1.running_var"], resnet.state_dict()["bn1.running_var"])
 
 
-def test_own_lightning_style_checkpoint_round_trip_and_freezing(tmp_path):
+@pytest.mark.parametrize("prefix", ["net.", "model."])  # today's LightningModule attribute, then the old one
+def test_own_lightning_style_checkpoint_round_trip_and_freezing(tmp_path, prefix):
     torch.manual_seed(2)
     trained = tiny_model()
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}, path)
-    fresh = tiny_model(weights=str(path), freeze_except_maskiou=True)
+    torch.save({"state_dict": {f"{prefix}{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}, path)
+    fresh = tiny_model()
+    load_weights(fresh, str(path))  # kind "auto" recognises the prefix
+    freeze_all_but_maskiou(fresh)
     for key, value in trained.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
     trainable = {n for n, p in fresh.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("roi_heads.maskiou_head.") for n in trainable)
     with pytest.raises(ValueError, match="no MaskIoU head"):
-        freeze_all_but_maskiou(tiny_model(maskiou=False))
+        freeze_all_but_maskiou(tiny_model(design=None))

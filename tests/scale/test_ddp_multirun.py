@@ -17,7 +17,7 @@ def test_multirun_of_ddp_jobs_gives_each_job_its_own_complete_folder(tmp_path, s
     proc = run_cli(
         "train", "--multirun", *TINY_STEPS, *DDP_CPU, "seed=0,1", f"hydra.sweep.dir={sweep}",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert jobs == ["0", "1"]  # the children did not start sweeps of their own
     assert proc.stdout.count("val metrics after 4 steps") == 2  # one table per job, from rank 0 only
@@ -54,10 +54,11 @@ def test_processes_from_torchrun_are_used_as_they_are(tmp_path, scale_env):
         "--nproc_per_node=2",
         f"--master_port={free_port()}",
     ]
+    command = [*torchrun, "-m", "msr.cli.train", *TINY_STEPS, *DDP_CPU, "trainer.max_steps=2"]
     proc = subprocess.run(
-        [*torchrun, "-m", "msr.train", *TINY_STEPS, *DDP_CPU, "trainer.max_steps=2", f"hydra.run.dir={run}"],
+        [*command, f"hydra.run.dir={run}"],
         cwd=tmp_path, env=scale_env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("val metrics after 2 steps") == 1  # printed by rank 0 only
     assert not (run / ".ddp").exists()  # nothing was pinned: torchrun made the processes

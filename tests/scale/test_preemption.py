@@ -29,7 +29,7 @@ def logged_steps(run) -> int:
 
 def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale_env):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "msr.train", *LONG, "trainer.max_steps=200", f"hydra.run.dir={run}"]
+    command = [sys.executable, "-m", "msr.cli.train", *LONG, "trainer.max_steps=200", f"hydra.run.dir={run}"]
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=scale_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -50,7 +50,7 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
     resumed = run_cli(
         "train", *LONG, f"trainer.max_steps={stopped_at + 2}", "ckpt_path=auto", f"hydra.run.dir={run}",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert f"after {stopped_at + 2} steps" in resumed.stdout
     assert f"ckpt_path=auto: resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout  # Hydra log
     after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -63,6 +63,6 @@ def test_auto_without_checkpoint_starts_fresh(tmp_path, scale_env):
     proc = run_cli(
         "train", *LONG, "trainer.max_steps=1", "final_eval=false", "ckpt_path=auto", f"hydra.run.dir={run}",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0 and "resuming from" not in proc.stdout + proc.stderr
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1

@@ -17,7 +17,7 @@ def test_submitit_slurm_preset_composes_with_overrides(tmp_path, scale_env):
         "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu",
         "trainer=ddp", "trainer.num_nodes=2",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     launcher = OmegaConf.create(yaml.safe_load(proc.stdout)["hydra"]["launcher"])
     assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
     assert launcher.nodes == 2 and launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4  # 1 per GPU
@@ -28,10 +28,10 @@ def test_optuna_preset_composes(tmp_path, scale_env):
     proc = run_cli(
         "train", "--cfg", "hydra", "hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=7",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     sweeper = yaml.safe_load(proc.stdout)["hydra"]["sweeper"]
     assert sweeper["_target_"].endswith("OptunaSweeper") and sweeper["direction"] == "maximize"
-    assert sweeper["n_trials"] == 7 and "optim.base_lr" in sweeper["params"]
+    assert sweeper["n_trials"] == 7 and "optimizer.lr" in sweeper["params"]
 
 
 def test_two_trial_optuna_sweep_runs_and_reports_the_best_segm_ap(tmp_path, scale_env):
@@ -39,19 +39,19 @@ def test_two_trial_optuna_sweep_runs_and_reports_the_best_segm_ap(tmp_path, scal
     run_cli(
         "train", "hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=2", *TINY_STEPS,
         f"hydra.sweep.dir={sweep}", env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {
-        "optim.base_lr",
-        "model.maskiou_loss_weight",
-        "model.maskiou_threshold",
+        "optimizer.lr",
+        "model.maskiou_loss.loss_weight",
+        "model.maskiou_loss.threshold",
     }
     trials = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert len(trials) == 2
     aps = []
     for trial in trials:
         config = yaml.safe_load((trial / ".hydra" / "config.yaml").read_text())
-        assert 0.001 <= config["optim"]["base_lr"] <= 0.01
+        assert 0.001 <= config["optimizer"]["lr"] <= 0.01
         metrics = yaml.safe_load((trial / "eval" / "val_metrics.json").read_text())
         aps.append(metrics["segm/AP"])
     assert result["best_value"] == pytest.approx(max(aps))  # the value msr-train returned to Optuna
@@ -62,7 +62,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, scale_env):
     run_cli(
         "train", *TINY_STEPS, "trainer.precision=bf16-mixed", "trainer.max_steps=2", f"hydra.run.dir={run}",
         env=scale_env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

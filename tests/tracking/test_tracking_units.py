@@ -1,4 +1,4 @@
-"""Unit tests of msr.tracking (mode, run identity, metadata) and msr.figures (curves, tables, PNGs)."""
+"""Unit tests of msr.training.tracking (mode, run identity, metadata) and of the figures (curves, PNGs)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msr.evaluation import CalibrationData
-from msr.figures import (
-    CALIBRATION_FIGURE_SIZE,
-    calibration_figure,
-    figure_to_array,
-    per_class_ap,
-    reliability_curve,
-    save_csv,
-    save_png,
-    side_by_side,
-)
-from msr.tracking import (
+from msr.evaluation.calibration import CalibrationData
+from msr.files import write_csv_atomic
+from msr.training.callbacks.figures import per_class_ap
+from msr.training.tracking import (
     RUN_FILE,
     has_wandb_credentials,
     hydra_run_identity,
@@ -27,6 +19,13 @@ from msr.tracking import (
     persistent_run_identity,
     resolve_mode,
 )
+from msr.viz.calibration import (
+    CALIBRATION_FIGURE_SIZE,
+    calibration_figure,
+    figure_to_array,
+    reliability_curve,
+)
+from msr.viz.overlays import save_png, side_by_side
 
 
 @pytest.fixture
@@ -107,18 +106,18 @@ def test_side_by_side_png_and_per_class_csv(tmp_path):
         assert image.size == (13, 10) and np.array_equal(np.asarray(image), pair)
     assert [p.name for p in path.parent.iterdir()] == ["pair.png"]  # no temp file left
     metrics = {"bbox/AP": 0.3, "bbox/AP-disc": 0.5, "segm/AP-disc": 0.4, "bbox/AP-ring": -1.0,
-               "segm/AP-ring": float("nan")}  # fmt: skip
+               "segm/AP-ring": float("nan")}
     columns, rows = per_class_ap(metrics)
     assert columns == ["class", "bbox AP", "segm AP"]
     assert rows == [["disc", 0.5, 0.4], ["ring", -1.0, None]]
-    text = save_csv(columns, rows, tmp_path / "ap.csv").read_text().splitlines()
+    text = write_csv_atomic(columns, rows, tmp_path / "ap.csv").read_text().splitlines()
     assert text == ["class,bbox AP,segm AP", "disc,0.5,0.4", "ring,-1.0,"]
 
 
 def test_enlarge_scales_image_boxes_and_masks_consistently():
     import torch
 
-    from msr.callbacks import enlarge_image, enlarge_instances
+    from msr.viz.overlays import enlarge_image, enlarge_instances
 
     image = torch.rand(3, 4, 6)
     masks = torch.zeros(2, 4, 6, dtype=torch.bool)
@@ -141,14 +140,12 @@ def test_enlarge_scales_image_boxes_and_masks_consistently():
 
 
 def test_only_rank_zero_stores_the_run_identity(tmp_path, monkeypatch):
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from msr.training.tracking import make_wandb_logger
 
-    from msr.tracking import make_wandb_logger
-
-    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it, before any process group exists
     make_wandb_logger(str(tmp_path / "rank1"), mode="offline")
     assert not (tmp_path / "rank1" / RUN_FILE).exists()  # no second writer racing rank 0
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    monkeypatch.setenv("RANK", "0")
     logger = make_wandb_logger(str(tmp_path / "rank0"), mode="offline")
     stored = json.loads((tmp_path / "rank0" / RUN_FILE).read_text())
     assert logger.version == stored["id"]  # constructing the logger starts no run

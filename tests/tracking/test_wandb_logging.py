@@ -15,7 +15,7 @@ from PIL import Image
 from wandb_cli import TINY_WANDB, run_cli
 from wandb_files import config_values, history_rows, offline_runs, read_records, run_log, run_record
 
-from msr.figures import CALIBRATION_FIGURE_SIZE
+from msr.viz.calibration import CALIBRATION_FIGURE_SIZE
 
 SIZE = 3 * 128  # the synthetic pictures' side, enlarged 3x to reach the 384-pixel minimum
 PAIR = (2 * SIZE + 4, SIZE)  # GT | prediction, 4 px apart (width, height)
@@ -53,7 +53,7 @@ def test_offline_run_holds_config_commit_and_versions(offline_sweep):
     config = config_values(job_records(offline_sweep["jobs"][1]))
     assert config["config"]["name"] == "quickstart"
     assert config["config"]["seed"] == 1
-    assert config["config"]["model"]["maskiou"] is True
+    assert config["config"]["model"]["maskiou_head"]["_target_"] == "msr.models.maskiou.ConcatMaskIoUHead"
     assert config["run"]["git"]["commit"] == git_head()
     assert config["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
     assert config["run"]["versions"]["msr"] is not None
@@ -116,7 +116,7 @@ def test_png_figures_in_the_run_folder(offline_sweep):
 
 def test_aggregator_reads_a_real_multirun(offline_sweep, tmp_path):
     # (before the resume test below, which changes job 0's overrides)
-    from msr.aggregate import aggregate
+    from msr.studies.aggregate import aggregate
 
     _, csv_path = aggregate([offline_sweep["sweep"]], tmp_path / "table")
     with csv_path.open() as f:
@@ -132,10 +132,8 @@ def test_resume_continues_the_same_wandb_run(offline_sweep, wandb_env):
     first_records = job_records(job)
     first = run_record(first_records)
     first_steps = [r["trainer/global_step"] for r in history_rows(first_records) if "train/loss" in r]
-    run_cli(
-        "train", *TINY_WANDB, "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={job}",
-        env=wandb_env, cwd=offline_sweep["root"],
-    )  # fmt: skip
+    overrides = [*TINY_WANDB, "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={job}"]
+    run_cli("train", *overrides, env=wandb_env, cwd=offline_sweep["root"])
     runs = offline_runs(job)
     assert len(runs) == 2  # one offline folder per process, both for the same run id
     resumed_records = read_records(run_log(runs[1]))
@@ -164,7 +162,7 @@ subprocess.Popen.__init__ = popen
 out = sys.argv[1]
 atexit.register(lambda: open(out, "w").write(json.dumps(events)))
 sys.argv = ["msr-train", *sys.argv[2:]]
-from msr.train import main
+from msr.cli.train import main
 main()
 """
 
@@ -173,11 +171,9 @@ def test_disabled_mode_writes_no_wandb_files_and_opens_no_socket(tmp_path, wandb
     run, events_file, home = tmp_path / "run", tmp_path / "events.json", tmp_path / "home"
     wandb_dirs = {f"WANDB_{k.upper()}_DIR": home / k for k in ("config", "cache", "data")}
     env = {**wandb_env, "HOME": str(home), **{k: str(v) for k, v in wandb_dirs.items()}}
-    proc = subprocess.run(
-        [sys.executable, "-c", DISABLED_SCRIPT, str(events_file), *TINY_WANDB, "logger.mode=disabled",
-         "trainer.max_steps=2", f"hydra.run.dir={run}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    overrides = [*TINY_WANDB, "logger.mode=disabled", "trainer.max_steps=2", f"hydra.run.dir={run}"]
+    command = [sys.executable, "-c", DISABLED_SCRIPT, str(events_file), *overrides]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = json.loads(events_file.read_text())
     sockets = [e for e in events if e[0] != "popen"]

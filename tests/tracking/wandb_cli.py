@@ -11,7 +11,7 @@ from entry_cli import TINY, run_cli
 #: msr-train overrides of the tracking tests: TINY with the W&B logger in place of CSV, 2 sample pictures.
 TINY_WANDB = [o for o in TINY if not o.startswith("logger=")] + [
     "logger=wandb",
-    "figures.num_images=2",
+    "callbacks.figures.num_images=2",
     "schedule=cpu_tiny",
 ]
 

@@ -1,15 +1,30 @@
-"""Optimizer groups, lr scaling and the warmup + step/cosine schedule."""
+"""Optimizer groups, lr scaling and the warmup + step/cosine schedules (conf/optimizer, conf/schedule)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
-from msr.optim import build_optimizer, lr_multiplier, scaled_lr
+from msr.errors import ConfigError
+from msr.training.optim import build_optimizer, parameter_groups, scaled_lr
+from msr.training.schedules import warmup_cosine, warmup_multistep
+
+
+def factors(make_scheduler, steps: int, lr: float = 1.0) -> list[float]:
+    """Return the lr factor of the first `steps` optimizer steps of a schedule."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make_scheduler(optimizer)
+    values = []
+    for _ in range(steps):
+        values.append(optimizer.param_groups[0]["lr"] / lr)
+        optimizer.step()
+        scheduler.step()
+    return values
 
 
 def test_lr_is_given_per_16_images():
@@ -19,36 +34,63 @@ def test_lr_is_given_per_16_images():
 
 
 def test_warmup_then_steps():
-    f = lr_multiplier(total_steps=100, warmup_steps=10, warmup_factor=0.1, decay="step", milestones=[50, 80])
-    assert f(0) == pytest.approx(0.1)
-    assert f(5) == pytest.approx(0.55)  # linear from 0.1 to 1 over 10 steps
-    assert f(10) == f(49) == pytest.approx(1.0)
-    assert f(50) == pytest.approx(0.1) and f(80) == pytest.approx(0.01)
+    schedule = partial(
+        warmup_multistep, total_steps=100, steps_per_epoch=1, warmup=10, warmup_factor=0.1,
+        milestones=[50, 80],
+    )
+    f = factors(schedule, 100)
+    assert f[0] == pytest.approx(0.1)
+    assert f[5] == pytest.approx(0.55)  # linear from 0.1 to 1 over 10 steps
+    assert f[10] == f[49] == pytest.approx(1.0)
+    assert f[50] == pytest.approx(0.1) and f[80] == pytest.approx(0.01)
+
+
+def test_warmup_and_milestones_in_epochs():
+    schedule = partial(
+        warmup_multistep, total_steps=100, steps_per_epoch=20, unit="epoch", warmup=0.25,
+        warmup_factor=0.5, milestones=[2, 4],
+    )
+    f = factors(schedule, 100)
+    assert f[0] == pytest.approx(0.5) and f[5] == pytest.approx(1.0)  # 0.25 epoch = 5 steps
+    assert f[39] == pytest.approx(1.0) and f[40] == pytest.approx(0.1) and f[80] == pytest.approx(0.01)
 
 
 def test_cosine_reaches_the_floor():
-    f = lr_multiplier(total_steps=100, decay="cosine", min_lr_factor=0.02)
-    assert f(0) == pytest.approx(1.0)
-    assert f(50) == pytest.approx(0.02 + 0.98 * 0.5)
-    assert f(100) == f(150) == pytest.approx(0.02)
-    values = [f(s) for s in range(101)]
-    assert all(a >= b for a, b in itertools.pairwise(values))
+    f = factors(partial(warmup_cosine, total_steps=100, steps_per_epoch=1, min_lr_factor=0.02), 151)
+    assert f[0] == pytest.approx(1.0)
+    assert f[50] == pytest.approx(0.02 + 0.98 * 0.5)
+    assert f[100] == f[150] == pytest.approx(0.02)
+    assert all(a >= b for a, b in itertools.pairwise(f))
 
 
-def test_unknown_names_are_errors():
-    with pytest.raises(ValueError, match="unknown lr decay 'linear'"):
-        lr_multiplier(10, decay="linear")
-    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
-        build_optimizer(nn.Linear(2, 2), name="adam")
+def test_unknown_unit_is_an_error():
+    with pytest.raises(ConfigError, match="unit must be one of step, epoch, got 'week'"):
+        factors(partial(warmup_cosine, total_steps=10, steps_per_epoch=1, unit="week", warmup=1), 1)
 
 
-def test_no_decay_on_norms_and_biases():
+def test_optimizer_without_lr_is_an_error():
+    with pytest.raises(ConfigError, match="optimizer.lr is not set"):
+        build_optimizer(partial(torch.optim.SGD, momentum=0.9), nn.Linear(2, 2), global_batch=4)
+
+
+def test_no_decay_on_norms_and_biases_and_lr_scaled_to_the_global_batch():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
-    sgd = build_optimizer(model, "sgd", lr=0.1, weight_decay=1e-4, no_decay_norm_bias=True)
+    sgd_factory = partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    sgd, lr = build_optimizer(sgd_factory, model, global_batch=4, no_decay_norm_bias=True)
+    assert lr == pytest.approx(0.025) and sgd.param_groups[0]["lr"] == pytest.approx(0.025)
     decay, no_decay = sgd.param_groups
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
     assert {p.ndim for p in decay["params"]} == {2, 4} and {p.ndim for p in no_decay["params"]} == {1}
     assert sgd.defaults["momentum"] == 0.9
-    adamw = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
+    adamw_factory = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
+    adamw, lr = build_optimizer(adamw_factory, model, global_batch=64, reference_batch=None)
     assert isinstance(adamw, torch.optim.AdamW) and len(adamw.param_groups) == 1
-    assert adamw.param_groups[0]["weight_decay"] == 0.05 and not math.isnan(adamw.defaults["lr"])
+    assert adamw.param_groups[0]["weight_decay"] == 0.05 and lr == 1e-3
+    assert not math.isnan(adamw.defaults["lr"])
+
+
+def test_frozen_parameters_are_not_optimized():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    groups = parameter_groups(model)
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in model[1].parameters()}

@@ -1,0 +1,120 @@
+"""The one orchestration of an evaluation: COCOeval per iou type, then calibration and the rescorings.
+
+Used by `COCOEvaluator.compute` (validation loops) and by `score_results_file` (msr-eval's scoring of
+a saved results file), so that both compute every metric through the same calls in the same order:
+`evaluate_coco` for each iou type (bbox before segm), then `compute_calibration` of the segm results,
+then `rescoring_metrics` over the same images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from msr.errors import EvaluationError
+from msr.evaluation.calibration import CalibrationData, compute_calibration
+from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
+from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
+from msr.evaluation.results import ResultsLike, load_results
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation gives: the flat metrics dict and, where it was computed, what it was computed on.
+
+    `results`: the evaluated COCO results per iou type; `image_ids`: the images evaluated (None: all
+    ground-truth images); `calibration`: the per-detection arrays of the segm results (for plots).
+    `COCOEvaluator.compute` fills these three on rank 0 only.
+    """
+
+    metrics: dict[str, float]
+    results: dict[str, list[dict]] | None = None
+    image_ids: list[int] | None = None
+    calibration: CalibrationData | None = None
+
+
+def evaluate_results(
+    results: Mapping[str, ResultsLike],
+    gt: GroundTruthLike,
+    *,
+    backend: str = "faster_coco_eval",
+    img_ids: Iterable[int] | None = None,
+    per_class: bool = True,
+    calibration: bool = True,
+    upper_bound: bool = False,
+    print_fn: Callable[[str], Any] | None = None,
+    source: str | None = None,
+) -> EvaluationResult:
+    """Return the EvaluationResult of COCO `results` ({iou type: result list or JSON path}) against `gt`.
+
+    Metrics: `evaluate_coco` of every iou type (in the mapping's order; `per_class` adds the per-class
+    APs, `print_fn` gets the COCO tables), with `calibration` the `calib/*` metrics and with
+    `upper_bound` the `rescoring_metrics` of the segm results (both need segm results). `img_ids`:
+    evaluate only these images (default: all). `source`: the results' name in error messages.
+    """
+    if (calibration or upper_bound) and "segm" not in results:
+        raise EvaluationError("calibration and upper_bound need segm results (iou_types without 'segm')")
+    backend = normalize_backend(backend)
+    ids = None if img_ids is None else [int(i) for i in img_ids]
+    coco_gt = make_coco(gt, backend)
+    loaded: dict[str, list[dict]] = {}
+    metrics: dict[str, float] = {}
+    for iou_type, res in results.items():
+        loaded[iou_type], name = load_results(res)
+        metrics.update(
+            evaluate_coco(
+                loaded[iou_type],
+                coco_gt,
+                iou_type,
+                backend,
+                img_ids=ids,
+                per_class=per_class,
+                print_fn=print_fn,
+                source=source or name,
+            )
+        )
+    data = None
+    if calibration or upper_bound:
+        calib, data = compute_calibration(loaded["segm"], coco_gt)
+        if calibration:
+            metrics.update(calib)
+        if upper_bound:
+            metrics.update(rescoring_metrics(loaded["segm"], coco_gt, data.true_iou, backend, ids))
+    return EvaluationResult(metrics, loaded, ids, data)
+
+
+def score_results_file(
+    results_json: str | os.PathLike,
+    ann_file: GroundTruthLike,
+    iou_types: Sequence[str] | str | None = None,
+    backend: str = "faster_coco_eval",
+    print_fn: Callable[[str], Any] | None = print,
+    calibration: bool = False,
+    upper_bound: bool = False,
+) -> EvaluationResult:
+    """Return the EvaluationResult of an existing results JSON against an annotation file (all its images).
+
+    `iou_types`: "bbox", "segm" or both; by default those the file's first result supports (`bbox` key →
+    bbox, `segmentation` key → segm). The COCO tables go to `print_fn`. `calibration` adds the `calib/*`
+    metrics when segm results are evaluated (a bbox results file is scored without them); `upper_bound`
+    adds the `rescoring_metrics` (`segm_upper_bound/*`, `segm_class_score/*`) and needs segm results.
+    """
+    results, source = load_results(results_json)
+    if isinstance(iou_types, str):
+        iou_types = [iou_types]
+    if iou_types is None:
+        first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
+        iou_types = [t for t, key in (("bbox", "bbox"), ("segm", "segmentation")) if key in first]
+        if not iou_types:
+            raise EvaluationError(f"{source}: cannot tell bbox from segm results (empty or no geometry key)")
+    return evaluate_results(
+        {t: results for t in iou_types},
+        ann_file,
+        backend=backend,
+        calibration=calibration and "segm" in iou_types,
+        upper_bound=upper_bound,
+        print_fn=print_fn,
+        source=source,
+    )

@@ -1,0 +1,1 @@
+"""Studies: turning the output folders of multiruns into tables (`aggregate`)."""

@@ -1,0 +1,219 @@
+"""One table of a study from the output folders of one or more multiruns (no W&B needed).
+
+The command line is `msr-aggregate` (`msr.cli.aggregate`). Every job folder (one holding
+`.hydra/overrides.yaml` and `eval/val_metrics.json`) is a run. Runs whose resolved configs
+(`.hydra/config.yaml`) are equal apart from the seed and logging settings are one *variant*, even when
+they come from different studies (the default MS R-CNN of one study is the same model as that of
+another); without a config file, the overrides decide. Each variant becomes a row with mean ± std over
+its seeds of the metrics `msr.evaluation.metrics.STUDY_KEYS` lists, titled as in `metrics.TITLES`
+(segm AP, bbox AP, segm AP75, the calibration correlations and, when evaluated
+(`evaluation.upper_bound=true`), the segm AP of the same masks ranked by the class score alone, the
+per-seed gain of the MaskIoU rescoring over it, and the true-IoU upper bound), and the number of seeds.
+A variant is named by its overrides (without `study=`, which only picks what a sweep varies). Metrics
+missing from `eval/val_metrics.json` are taken from `eval/scored_metrics.json` when present (written by
+`experiments/rescore_runs.py` from the saved results, so old runs gain new metrics without retraining).
+Writes `<out>.md` and `<out>.csv`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from msr.errors import UserError
+from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM, STUDY_KEYS, TITLES
+from msr.evaluation.tables import markdown_table
+from msr.files import write_csv_atomic, write_text_atomic
+
+#: Overrides (and resolved config keys) that do not define a variant.
+IGNORED_KEYS = (
+    "seed",
+    "hydra.",
+    "logger",
+    "ckpt_path",
+    "trainer.devices",
+    "data.num_workers",
+    "data.cache_dir",
+)
+#: Overrides that do not name a variant: a study only chooses what its sweep varies.
+UNNAMED_KEYS = ("study",)
+
+
+class AggregateError(UserError):
+    """A sweep folder that cannot be read; the message names the file."""
+
+
+@dataclass
+class Variant:
+    """The runs of one variant: its overrides and one metrics dict per seed."""
+
+    overrides: tuple[str, ...]
+    runs: list[dict[str, float]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """Return the variant's overrides as one string ('(defaults)' when none)."""
+        return " ".join(self.overrides) or "(defaults)"
+
+
+def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Return every job folder (with `.hydra/overrides.yaml` and `eval/val_metrics.json`) under `folders`."""
+    runs = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise AggregateError(f"{folder}: no such folder")
+        found = sorted(p.parent.parent for p in folder.rglob("eval/val_metrics.json"))
+        runs += [run for run in found if (run / ".hydra" / "overrides.yaml").is_file()]
+    return runs
+
+
+def _ignored(key: str) -> bool:
+    """Return True for an override or dotted config key that does not define a variant."""
+    return key.lstrip("+~").startswith(IGNORED_KEYS)
+
+
+def variant_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """Return the overrides that define a variant (seed, logging and Hydra settings removed), sorted."""
+    return tuple(sorted(o for o in overrides if not _ignored(o)))
+
+
+def variant_name(overrides: Sequence[str]) -> tuple[str, ...]:
+    """Return the overrides that name a variant: `variant_key` without `study=`."""
+    return tuple(o for o in variant_key(overrides) if o.split("=", 1)[0].lstrip("+~") not in UNNAMED_KEYS)
+
+
+def config_key(config: Any, prefix: str = "") -> tuple[tuple[str, str], ...]:
+    """Return the resolved config as sorted (dotted key, JSON value) pairs, without ignored keys."""
+    if isinstance(config, dict):
+        pairs: list[tuple[str, str]] = []
+        for key, value in config.items():
+            pairs += config_key(value, f"{prefix}{key}.")
+        return tuple(sorted(p for p in pairs if not _ignored(p[0])))
+    return ((prefix.rstrip("."), json.dumps(config, sort_keys=True)),)
+
+
+def _read(path: Path, parse: Any) -> Any:
+    """Return `parse(text of path)`; AggregateError naming the file on failure."""
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise AggregateError(f"{path}: {err}") from err
+
+
+def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
+    """Return (variant key, variant name, metrics) of one job folder.
+
+    The key is the resolved config (or, without `.hydra/config.yaml`, the overrides); the metrics are
+    `eval/val_metrics.json` completed from `eval/scored_metrics.json`, plus the derived rescoring gain.
+    """
+    overrides = _read(run / ".hydra" / "overrides.yaml", yaml.safe_load) or []
+    metrics = _read(run / "eval" / "val_metrics.json", json.loads)
+    if not isinstance(overrides, list) or not isinstance(metrics, dict):
+        raise AggregateError(f"{run}: overrides.yaml must hold a list and val_metrics.json an object")
+    scored_file = run / "eval" / "scored_metrics.json"
+    if scored_file.is_file():
+        scored = _read(scored_file, json.loads)
+        if not isinstance(scored, dict):
+            raise AggregateError(f"{scored_file}: must hold an object")
+        metrics = {**{k: v for k, v in scored.items() if isinstance(v, (int, float))}, **metrics}
+    if f"{SEGM}AP" in metrics and f"{CLASS_SCORE}AP" in metrics:
+        metrics[RESCORING_GAIN] = metrics[f"{SEGM}AP"] - metrics[f"{CLASS_SCORE}AP"]
+    overrides = [str(o) for o in overrides]
+    config_file = run / ".hydra" / "config.yaml"
+    key: tuple = variant_key(overrides)
+    if config_file.is_file():
+        key = config_key(_read(config_file, yaml.safe_load) or {})
+    return key, variant_name(overrides), metrics
+
+
+def group_runs(runs: Iterable[Path]) -> list[Variant]:
+    """Return the variants of `runs`, in order of first appearance, named by their first run's overrides.
+
+    Variants that would share a name but differ in config get the differing config values appended.
+    """
+    variants: dict[tuple, Variant] = {}
+    for run in runs:
+        key, name, metrics = load_run(run)
+        variant = variants.setdefault(key, Variant(name))
+        variant.runs.append(metrics)
+        variant.folders.append(run)
+    by_name: dict[tuple[str, ...], list[tuple]] = {}
+    for key, variant in variants.items():
+        by_name.setdefault(variant.overrides, []).append(key)
+    for keys in (k for k in by_name.values() if len(k) > 1):
+        shared = set.intersection(*(set(k) for k in keys))
+        for key in keys:
+            extra = [f"{k}={json.loads(v)}" for k, v in key if (k, v) not in shared]
+            variants[key].overrides = (*variants[key].overrides, *extra)
+    return list(variants.values())
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Return (mean, sample standard deviation; 0 for one value) of the finite values (NaN if none)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return float("nan"), float("nan")
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def table_rows(variants: Sequence[Variant]) -> tuple[list[str], list[list]]:
+    """Return (columns, rows): variant, seeds, then mean and std of every metric that any run has."""
+    present = [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.runs)]
+    columns = ["variant", "seeds"]
+    for key in present:
+        columns += [f"{TITLES[key]} mean", f"{TITLES[key]} std"]
+    rows = []
+    for variant in variants:
+        row: list = [variant.name, len(variant.runs)]
+        for key in present:
+            row += list(mean_std([r.get(key, float("nan")) for r in variant.runs]))
+        rows.append(row)
+    return columns, rows
+
+
+def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """Return the table as Markdown with `mean ± std` cells (3 decimals; `n/a` without a value)."""
+    titles = ["variant", "seeds", *[c.removesuffix(" mean") for c in columns[2::2]]]
+    cells = []
+    for row in rows:
+        stats = ["n/a" if math.isnan(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(row[2::2], row[3::2])]
+        cells.append([f"`{row[0]}`", row[1], *stats])
+    return markdown_table(titles, cells) + "\n"
+
+
+def drop_common_overrides(variants: Sequence[Variant]) -> tuple[str, ...]:
+    """Remove the overrides every variant shares (when there are several) from their names; return them."""
+    if len(variants) < 2:
+        return ()
+    common = set.intersection(*(set(v.overrides) for v in variants))
+    for variant in variants:
+        variant.overrides = tuple(o for o in variant.overrides if o not in common)
+    return tuple(sorted(common))
+
+
+def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path]:
+    """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths."""
+    runs = find_runs(folders)
+    if not runs:
+        raise AggregateError(
+            f"no finished runs (eval/val_metrics.json + .hydra/overrides.yaml) under {folders}"
+        )
+    variants = group_runs(runs)
+    common = drop_common_overrides(variants)
+    columns, rows = table_rows(variants)
+    out = Path(out)
+    md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
+    sources = ", ".join(str(f) for f in folders)
+    shared = f"Overrides common to every variant: `{' '.join(common)}`\n\n" if common else ""
+    write_text_atomic(f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows), md)
+    write_csv_atomic(columns, rows, csv_path)
+    return md, csv_path

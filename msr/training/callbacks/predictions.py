@@ -1,0 +1,66 @@
+"""msr-predict's writer: COCO results JSON, picture list and overlay PNGs, on Lightning's prediction loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from msr.data.image_io import load_rgb_image
+from msr.distributed import gather_results
+from msr.evaluation.results import predictions_to_coco
+from msr.files import write_json_atomic
+from msr.viz.overlays import draw_prediction, save_png
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Turns each predict batch into COCO results and overlay PNGs as it comes; writes the JSON at the end.
+
+    In `folder`: `bbox_results.json` (`bbox` xywh, `score` = box score), `segm_results.json`
+    (`segmentation` RLE, `score` = mask score, `class_score`, `mask_iou`), `images.json` (the COCO
+    `images` list: ids map back to file names) and `overlays/<picture>.png` (detections whose box score
+    is at least `score_thresh`). Under DDP every rank converts its pictures and rank 0 writes the files.
+    """
+
+    def __init__(
+        self, folder: str | Path, images_root: str | Path, score_thresh: float = 0.5, overlays: bool = True
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.folder = Path(folder)
+        self.images_root = Path(images_root)
+        self.score_thresh = float(score_thresh)
+        self.overlays = bool(overlays)
+        self.results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}
+        self.images: list[dict[str, Any]] = []
+
+    def write_on_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Any,
+        batch: Any, batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        """Convert one batch's detections to COCO results and draw its overlays."""
+        metas, detections = prediction
+        for meta, det in zip(metas, detections):
+            image_id, file_name = int(meta["image_id"]), str(meta["file_name"])
+            height, width = (int(s) for s in meta["orig_size"])
+            image = {"image_id": image_id, "file_name": file_name, "height": height, "width": width}
+            self.images.append(image)
+            boxes, segms = predictions_to_coco(det, image_id, pl_module.label_to_cat_id)
+            self.results["bbox"] += boxes
+            self.results["segm"] += segms
+            if self.overlays:
+                picture = load_rgb_image(self.images_root / file_name)
+                overlay = draw_prediction(picture, det, pl_module.class_names, self.score_thresh)
+                save_png(overlay, self.folder / "overlays" / Path(file_name).with_suffix(".png"))
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather every rank's results and write the JSON files (rank 0)."""
+        gathered = {kind: gather_results(results, [])[0] for kind, results in self.results.items()}
+        images, _ = gather_results(self.images, [])
+        if not trainer.is_global_zero:
+            return
+        for kind, results in gathered.items():
+            write_json_atomic(results, self.folder / f"{kind}_results.json")
+        write_json_atomic([{"id": i.pop("image_id"), **i} for i in images], self.folder / "images.json")
+        print(f"msr-predict: {len(images)} pictures, {len(gathered['segm'])} detections -> {self.folder}")

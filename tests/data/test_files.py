@@ -1,0 +1,93 @@
+"""msr.files: the one atomic writer (temp beside the destination, fsync, rename) and the one JSON reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from msr.errors import DatasetError, EvaluationError, UserError
+from msr.files import atomic_path, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+
+
+def test_atomic_path_creates_parents_and_replaces_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "out.txt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target  # a temp file in the destination folder
+        assert tmp.is_file() and not target.exists()  # the destination is untouched while writing
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with atomic_path(target) as tmp:
+        tmp.write_text("second")
+        assert target.read_text() == "first"  # readers see the old content until the rename
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_atomic_path_failure_keeps_old_file_and_leaves_no_temp(tmp_path: Path, failure) -> None:
+    target = write_text_atomic("old", tmp_path / "out.txt")
+    with pytest.raises(type(failure)), atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        raise failure
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failed_first_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        write_json_atomic({"x": object()}, tmp_path / "new" / "r.json")
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_text_atomic("x", tmp_path / "perm.txt")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0o600
+
+
+def test_json_and_csv_writers(tmp_path: Path) -> None:
+    path = write_json_atomic({"a": [1, 2.5, None]}, tmp_path / "r.json")
+    assert path == tmp_path / "r.json" and path.read_text() == '{"a": [1, 2.5, null]}'
+    assert write_json_atomic([1], tmp_path / "i.json", indent=2).read_text() == "[\n  1\n]"
+    rows = [["a", 1.5], ["b", float("nan")]]
+    table = write_csv_atomic(["name", "value, with comma"], rows, tmp_path / "t.csv")
+    with table.open(newline="") as f:
+        assert list(csv.reader(f)) == [["name", "value, with comma"], ["a", "1.5"], ["b", "nan"]]
+    assert write_text_atomic("é\n", tmp_path / "u.txt").read_bytes() == "é\n".encode()
+
+
+def test_read_json_parses_and_accepts_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "ok.json"
+    path.write_bytes(b'{"k": [1, "\xc3\xa9"]}')
+    assert read_json(path) == {"k": [1, "é"]}
+    path.write_bytes(json.dumps({"k": 1}).encode("utf-16"))  # with a BOM: json.loads detects it
+    assert read_json(path) == {"k": 1}
+
+
+def test_read_json_errors_name_what_and_the_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"^JSON file not found: .*absent\.json$"):
+        read_json(tmp_path / "absent.json")
+    with pytest.raises(DatasetError, match=r"^annotation file not found: .*absent\.json$"):
+        read_json(tmp_path / "absent.json", "annotation file", DatasetError)
+    with pytest.raises(EvaluationError, match=r"^results file is a directory, not a JSON file: "):
+        read_json(tmp_path, "results file", EvaluationError)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"images": [\n  1,\n  }')
+    where = r"results file .*broken\.json is not valid JSON: .* at line 3, column 3$"
+    with pytest.raises(EvaluationError, match=where):
+        read_json(broken, "results file", EvaluationError)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(DatasetError, match=r"category map .*latin\.json is not UTF-8 text"):
+        read_json(latin, "category map", DatasetError)
+
+
+def test_user_errors_are_value_errors() -> None:
+    assert issubclass(DatasetError, UserError) and issubclass(EvaluationError, UserError)
+    assert issubclass(UserError, ValueError)

@@ -1,0 +1,42 @@
+"""Light start-up: the I/O, data-format, evaluation and CLI modules of msr-convert and msr-aggregate do
+not import Lightning, Hydra or W&B (and the command lines not even torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("lightning", "pytorch_lightning", "hydra", "omegaconf", "wandb")
+
+
+def imported_after(module: str) -> set[str]:
+    """Return the top-level packages loaded by importing `module` in a fresh interpreter."""
+    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "msr.errors",
+        "msr.files",
+        "msr.distributed",
+        "msr.data.coco_json",
+        "msr.data.segmentation",
+        "msr.evaluation.scoring",
+        "msr.evaluation.evaluator",
+        "msr.evaluation.tables",
+        "msr.cli.convert",
+        "msr.cli.aggregate",
+    ],
+)
+def test_no_lightning_hydra_or_wandb(module: str) -> None:
+    assert not imported_after(module) & set(HEAVY)
+
+
+@pytest.mark.parametrize("module", ["msr.errors", "msr.files", "msr.cli.convert", "msr.cli.aggregate"])
+def test_command_lines_do_not_import_torch(module: str) -> None:
+    assert "torch" not in imported_after(module)

@@ -1,0 +1,81 @@
+"""evaluate_results: the one orchestration equals the separate calls it is made of, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from msr.errors import EvaluationError
+from msr.evaluation.calibration import compute_calibration
+from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
+from msr.evaluation.ground_truth import make_coco
+from msr.evaluation.results import predictions_to_coco
+from msr.evaluation.scoring import EvaluationResult, evaluate_results, score_results_file
+
+BACKENDS = ["faster_coco_eval", "pycocotools"]
+
+
+def identical(a: dict, b: dict) -> bool:
+    """Return True when two metric dicts have the same keys in order and equal values (NaN == NaN)."""
+    return list(a) == list(b) and all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def tiny_results(dataset, synth, with_iou=True):
+    """Return {"bbox": [...], "segm": [...]} of the noisy fake model on every image of `dataset`."""
+    out = {"bbox": [], "segm": []}
+    for image_id, output in synth.noisy_outputs(dataset).items():
+        if not with_iou:
+            output = {k: v for k, v in output.items() if k not in ("mask_ious", "mask_scores")}
+        bbox, segm = predictions_to_coco(output, image_id, synth.CAT_IDS)
+        out["bbox"] += bbox
+        out["segm"] += segm
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_iou", [True, False])
+def test_equals_the_per_type_calls(tiny_gt, synth, backend, with_iou):
+    path, dataset = tiny_gt
+    results = tiny_results(dataset, synth, with_iou)
+    img_ids = [img["id"] for img in dataset["images"]][1:]  # a subset, as a validation loop may see
+    result = evaluate_results(results, path, backend=backend, img_ids=iter(img_ids), upper_bound=True)
+
+    coco_gt = make_coco(path, backend)
+    expected = {}
+    for iou_type in ("bbox", "segm"):
+        expected.update(evaluate_coco(results[iou_type], coco_gt, iou_type, backend, img_ids=img_ids))
+    calib, data = compute_calibration(results["segm"], coco_gt)
+    expected.update(calib)
+    expected.update(rescoring_metrics(results["segm"], coco_gt, data.true_iou, backend, img_ids))
+    assert identical(result.metrics, expected)
+    assert any(k.startswith("segm_class_score/") for k in expected) is with_iou
+    assert result.results == results and result.image_ids == img_ids
+    assert result.calibration.true_iou.tolist() == data.true_iou.tolist()
+
+
+def test_options_switch_families_off(tiny_gt, synth):
+    path, dataset = tiny_gt
+    results = tiny_results(dataset, synth)
+    bbox_only = evaluate_results({"bbox": results["bbox"]}, path, calibration=False, per_class=False)
+    assert identical(bbox_only.metrics, evaluate_coco(results["bbox"], path, "bbox", per_class=False))
+    assert bbox_only.calibration is None and bbox_only.image_ids is None
+    segm_first = evaluate_results({"segm": results["segm"], "bbox": results["bbox"]}, path, calibration=False)
+    assert next(iter(segm_first.metrics)) == "segm/AP"  # iou types in the mapping's order
+    with pytest.raises(EvaluationError, match="calibration and upper_bound need segm results"):
+        evaluate_results({"bbox": results["bbox"]}, path, upper_bound=True, calibration=False)
+
+
+def test_score_results_file_is_evaluate_results_of_the_file(fixture_dir, capsys):
+    gt = fixture_dir / "instances_val2014_100.json"
+    segm_file = fixture_dir / "instances_val2014_fakesegm100_results.json"
+    scored = score_results_file(segm_file, gt, calibration=True, upper_bound=True)
+    assert isinstance(scored, EvaluationResult) and scored.image_ids is None
+    assert capsys.readouterr().out.count("Average") == 12  # the segm table, printed once
+    direct = evaluate_results({"segm": segm_file}, gt, upper_bound=True)
+    assert identical(scored.metrics, direct.metrics)
+    assert scored.results["segm"] == json.loads(segm_file.read_text())
+    named = r"results file .*fakesegm100_results\.json\[0\]: missing key 'bbox'"
+    with pytest.raises(EvaluationError, match=named):
+        score_results_file(segm_file, gt, "bbox", print_fn=None)
