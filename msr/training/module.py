@@ -8,6 +8,7 @@ the net (msr.models.build_detector), a partial optimizer (conf/optimizer/), a pa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -120,10 +121,17 @@ class MSRModule(pl.LightningModule):
         log.info("lr %.5g for a global batch of %d", lr, global_batch)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = total / (self.trainer.max_epochs or 1)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=steps_per_epoch)
+        total = int(self.trainer.estimated_stepping_batches)  # also sets up the training data
+        per_epoch = self._steps_per_epoch()
+        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _steps_per_epoch(self) -> int | None:
+        """Return the optimizer steps of one epoch (None when training is not counted in epochs)."""
+        batches = self.trainer.num_training_batches
+        if not math.isfinite(batches) or batches <= 0 or (self.trainer.max_epochs or -1) < 0:
+            return None
+        return math.ceil(batches / self.trainer.accumulate_grad_batches)
 
     def _global_batch_size(self) -> int:
         """Return the images per optimizer step over all processes."""

@@ -94,3 +94,37 @@ def test_frozen_parameters_are_not_optimized():
     model[0].requires_grad_(False)
     groups = parameter_groups(model)
     assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in model[1].parameters()}
+
+
+def test_warmup_then_cosine_over_the_remaining_steps():
+    schedule = partial(
+        warmup_cosine, total_steps=110, steps_per_epoch=1, warmup=10, warmup_factor=0.1, min_lr_factor=0.0
+    )
+    f = factors(schedule, 130)
+    assert f[0] == pytest.approx(0.1) and f[5] == pytest.approx(0.55) and f[10] == pytest.approx(1.0)
+    assert f[60] == pytest.approx(0.5)  # half way through the 100 cosine steps
+    assert f[110] == pytest.approx(0.0, abs=1e-12) and f[129] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_schedules_resume_from_their_state():
+    """A resumed run (Lightning restores the scheduler's state_dict) continues the same lr sequence."""
+    make = partial(
+        warmup_cosine, total_steps=40, steps_per_epoch=1, warmup=5, warmup_factor=0.1, min_lr_factor=0.05
+    )
+    full = factors(make, 40)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make(optimizer)
+    for _ in range(12):
+        optimizer.step()
+        scheduler.step()
+    state = scheduler.state_dict()
+    resumed_optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = make(resumed_optimizer)
+    resumed.load_state_dict(state)
+    resumed_optimizer.param_groups[0]["lr"] = optimizer.param_groups[0]["lr"]  # restored with the optimizer
+    rest = []
+    for _ in range(28):
+        rest.append(resumed_optimizer.param_groups[0]["lr"])
+        resumed_optimizer.step()
+        resumed.step()
+    assert rest == pytest.approx(full[12:])
