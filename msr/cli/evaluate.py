@@ -95,6 +95,7 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
         print_fn=print if evaluation.print_tables else None,
         calibration=bool(evaluation.calibration),
         upper_bound=bool(evaluation.upper_bound),
+        bootstrap=int(evaluation.get("bootstrap", 0)),
     )
     record: dict[str, Any] = {"results": str(cfg.results), "ann_file": str(cfg.ann_file), **result.metrics}
     write_json_atomic(record, folder / "eval" / "scored_metrics.json")

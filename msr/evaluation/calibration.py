@@ -11,6 +11,11 @@ is > 0. Over matched detections we report:
   `calib/pearson_pred_iou`, `calib/spearman_pred_iou` (true vs predicted IoU; the paper reports ≈0.74)
   and `calib/mae_pred_iou` (mean |predicted − true| IoU).
 
+These are over every detection that overlaps a ground truth ("any overlap", true IoU > 0). The same
+correlations and MAE over *positives* only, detections whose true IoU is ≥ 0.5 (the population of the
+paper's Pearson 0.74), carry the suffix `_positive` (`calib/pearson_pred_iou_positive`, ...), with
+`calib/num_positive` counting them.
+
 Degenerate cases: a correlation over fewer than 2 points or over a constant input is NaN, and so are
 the mean IoU and MAE over no point. Results without `class_score` use `score` as the class score.
 """
@@ -31,6 +36,11 @@ from msr.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, load_ground_truth
 from msr.evaluation.metrics import CALIB
 from msr.evaluation.results import ResultsLike, check_results, load_results
+
+#: A detection is a *positive* when its true IoU is at least this (the paper's correlation of 0.74 is over
+#: positives); the `*_positive` metrics are computed over positives only.
+POSITIVE_IOU = 0.5
+POSITIVE = "_positive"
 
 
 @dataclass(frozen=True)
@@ -106,16 +116,36 @@ def calibration_metrics(data: CalibrationData, prefix: str = CALIB) -> dict[str,
     }
     has_pred = ~np.isnan(data.pred_iou)
     if has_pred.any():
-        mp = m & has_pred
-        t = data.true_iou[mp]
+        out.update(_predicted_iou_metrics(data, m & has_pred))
+    positive = data.true_iou >= POSITIVE_IOU
+    out["num_positive"] = float(positive.sum())
+    out.update(
+        {f"{k}{POSITIVE}": v for k, v in _correlations(data, positive, ("class_score",)).items()}
+    )
+    if has_pred.any():
         out.update(
-            pearson_mask_score=pearson(t, data.mask_score[mp]),
-            spearman_mask_score=spearman(t, data.mask_score[mp]),
-            pearson_pred_iou=pearson(t, data.pred_iou[mp]),
-            spearman_pred_iou=spearman(t, data.pred_iou[mp]),
-            mae_pred_iou=float(np.abs(data.pred_iou[mp] - t).mean()) if t.size else float("nan"),
+            {f"{k}{POSITIVE}": v for k, v in _predicted_iou_metrics(data, positive & has_pred).items()}
         )
     return {prefix + k: v for k, v in out.items()}
+
+
+def _correlations(data: CalibrationData, selected: np.ndarray, scores: tuple[str, ...]) -> dict[str, float]:
+    """Return Pearson's and Spearman's correlation of the true IoU with each named score over `selected`."""
+    t = data.true_iou[selected]
+    out: dict[str, float] = {}
+    for name in scores:
+        values = getattr(data, name)[selected]
+        out[f"pearson_{name}"] = pearson(t, values)
+        out[f"spearman_{name}"] = spearman(t, values)
+    return out
+
+
+def _predicted_iou_metrics(data: CalibrationData, selected: np.ndarray) -> dict[str, float]:
+    """Return the mask-score and predicted-IoU correlations and the predicted IoU's MAE over `selected`."""
+    t = data.true_iou[selected]
+    out = _correlations(data, selected, ("mask_score", "pred_iou"))
+    out["mae_pred_iou"] = float(np.abs(data.pred_iou[selected] - t).mean()) if t.size else float("nan")
+    return out
 
 
 def compute_calibration(

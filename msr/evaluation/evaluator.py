@@ -26,7 +26,8 @@ class COCOEvaluator:
     Metric keys: `bbox/*`, `segm/*` (see `coco_eval`), `calib/*` (see `calibration`) when `calibration`,
     when `upper_bound`, `segm_upper_bound/*` (the 12 COCO stats with the true IoU as MaskIoU, paper
     Table 7) and, for MS R-CNN results, `segm_class_score/*` (ranked by class score alone); see
-    `coco_eval.rescoring_metrics`. `print_tables`: rank 0 prints the COCO tables.
+    `coco_eval.rescoring_metrics`, and the rescoring gain with its 95% interval from `bootstrap`
+    replicates (`scoring.rescoring_gain`). `print_tables`: rank 0 prints the COCO tables.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class COCOEvaluator:
         per_class: bool = True,
         mask_threshold: float = 0.5,
         print_tables: bool = False,
+        bootstrap: int = 1000,
     ) -> None:
         self.iou_types = tuple(iou_types)
         bad = [t for t in self.iou_types if t not in IOU_TYPES]
@@ -51,6 +53,7 @@ class COCOEvaluator:
         self.per_class = per_class
         self.mask_threshold = mask_threshold
         self.print_tables = print_tables
+        self.bootstrap = int(bootstrap)
         self.gt: GroundTruthLike | None = None
         self.label_to_cat_id: LabelMap | None = None
         self._coco_gt: Any = None  # built from self.gt on rank 0 at the first compute
@@ -142,6 +145,7 @@ class COCOEvaluator:
             per_class=self.per_class,
             calibration=self.calibration,
             upper_bound=self.upper_bound,
+            bootstrap=self.bootstrap,
             print_fn=print if self.print_tables else None,
         )
 

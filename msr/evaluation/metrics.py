@@ -34,6 +34,8 @@ TITLES: dict[str, str] = {
     f"{CLASS_SCORE}AP": "segm AP, class score only",
     f"{UPPER_BOUND}AP": "segm AP, true-IoU upper bound",
     RESCORING_GAIN: "rescoring gain (segm AP)",
+    f"{RESCORING_GAIN}_low": "rescoring gain, 95% interval low",
+    f"{RESCORING_GAIN}_high": "rescoring gain, 95% interval high",
     f"{CALIB}num_detections": "detections",
     f"{CALIB}num_matched": "matched detections",
     f"{CALIB}num_unmatched": "unmatched detections",
@@ -45,6 +47,19 @@ TITLES: dict[str, str] = {
     f"{CALIB}pearson_pred_iou": "Pearson(true IoU, predicted IoU)",
     f"{CALIB}spearman_pred_iou": "Spearman(true IoU, predicted IoU)",
     f"{CALIB}mae_pred_iou": "MAE of predicted IoU",
+    f"{CALIB}num_positive": "positive detections (true IoU >= 0.5)",
+    **{
+        f"{CALIB}{name}_positive": f"{base} over positives"
+        for name, base in (
+            ("pearson_class_score", "Pearson(true IoU, class score)"),
+            ("spearman_class_score", "Spearman(true IoU, class score)"),
+            ("pearson_mask_score", "Pearson(true IoU, mask score)"),
+            ("spearman_mask_score", "Spearman(true IoU, mask score)"),
+            ("pearson_pred_iou", "Pearson(true IoU, predicted IoU)"),
+            ("spearman_pred_iou", "Spearman(true IoU, predicted IoU)"),
+            ("mae_pred_iou", "MAE of predicted IoU"),
+        )
+    },
 }
 
 #: Rows of the end-of-run table (`tables.metrics_table`), in order.
@@ -54,13 +69,17 @@ SUMMARY_KEYS = (
     f"{SEGM}AP50",
     f"{SEGM}AP75",
     f"{CLASS_SCORE}AP",
+    RESCORING_GAIN,
     f"{UPPER_BOUND}AP",
     f"{CALIB}pearson_class_score",
     f"{CALIB}pearson_mask_score",
     f"{CALIB}spearman_class_score",
     f"{CALIB}spearman_mask_score",
+    f"{CALIB}pearson_pred_iou",
     f"{CALIB}mae_pred_iou",
     f"{CALIB}num_matched",
+    f"{CALIB}pearson_pred_iou_positive",
+    f"{CALIB}num_positive",
 )
 
 #: Columns of msr-aggregate's study table, in order.
@@ -72,6 +91,7 @@ STUDY_KEYS = (
     f"{CALIB}pearson_mask_score",
     f"{CALIB}spearman_class_score",
     f"{CALIB}spearman_mask_score",
+    f"{CALIB}pearson_pred_iou_positive",
     f"{CLASS_SCORE}AP",
     RESCORING_GAIN,
     f"{UPPER_BOUND}AP",
@@ -79,7 +99,7 @@ STUDY_KEYS = (
 
 # the summary statistics that are logged, and the prefixes of the logged families
 _LOGGED_KEYS = frozenset(f"{family}{name}" for family in (BBOX, SEGM) for name in AP_STATS)
-_LOGGED_PREFIXES = (CALIB, f"{UPPER_BOUND}AP", f"{CLASS_SCORE}AP")
+_LOGGED_PREFIXES = (CALIB, f"{UPPER_BOUND}AP", f"{CLASS_SCORE}AP", RESCORING_GAIN)
 
 
 def title(key: str) -> str:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from msr.errors import EvaluationError
-from msr.evaluation.calibration import CalibrationData, compute_calibration
+from msr.evaluation.bootstrap import bootstrap_counts, contrast_interval, evaluate_per_image
+from msr.evaluation.calibration import CalibrationData, class_score_results, compute_calibration
 from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
+from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM
 from msr.evaluation.results import ResultsLike, load_results
 
 
@@ -44,6 +46,7 @@ def evaluate_results(
     per_class: bool = True,
     calibration: bool = True,
     upper_bound: bool = False,
+    bootstrap: int = 0,
     print_fn: Callable[[str], Any] | None = None,
     source: str | None = None,
 ) -> EvaluationResult:
@@ -51,7 +54,10 @@ def evaluate_results(
 
     Metrics: `evaluate_coco` of every iou type (in the mapping's order; `per_class` adds the per-class
     APs, `print_fn` gets the COCO tables), with `calibration` the `calib/*` metrics and with
-    `upper_bound` the `rescoring_metrics` of the segm results (both need segm results). `img_ids`:
+    `upper_bound` the `rescoring_metrics` of the segm results (both need segm results) and, for MS R-CNN
+    results, the rescoring gain `segm_rescoring_gain/AP` (segm AP - the same masks ranked by class score)
+    with its 95% interval (`..._low`, `..._high`) from `bootstrap` replicates of a paired bootstrap over
+    the images (0: no interval). `img_ids`:
     evaluate only these images (default: all). `source`: the results' name in error messages.
     """
     if (calibration or upper_bound) and "segm" not in results:
@@ -82,7 +88,29 @@ def evaluate_results(
             metrics.update(calib)
         if upper_bound:
             metrics.update(rescoring_metrics(loaded["segm"], coco_gt, data.true_iou, backend, ids))
+            if f"{CLASS_SCORE}AP" in metrics:
+                metrics.update(rescoring_gain(loaded["segm"], coco_gt, metrics, bootstrap, ids))
     return EvaluationResult(metrics, loaded, ids, data)
+
+
+def rescoring_gain(
+    segm_results: list[dict],
+    gt: GroundTruthLike,
+    metrics: Mapping[str, float],
+    replicates: int,
+    img_ids: Sequence[int] | None = None,
+) -> dict[str, float]:
+    """Return the rescoring gain `segm/AP - segm_class_score/AP` of `metrics` and, with `replicates` > 0,
+    its 95% paired bootstrap interval over the images (`<key>_low`, `<key>_high`)."""
+    gain = {RESCORING_GAIN: metrics[f"{SEGM}AP"] - metrics[f"{CLASS_SCORE}AP"]}
+    if replicates <= 0:
+        return gain
+    by_mask_score = evaluate_per_image(segm_results, gt, "segm", img_ids)
+    by_class_score = evaluate_per_image(class_score_results(segm_results), gt, "segm", img_ids)
+    draws = bootstrap_counts(len(by_mask_score.image_ids), replicates)
+    interval = contrast_interval([[(1.0, by_mask_score), (-1.0, by_class_score)]], draws)
+    gain[f"{RESCORING_GAIN}_low"], gain[f"{RESCORING_GAIN}_high"] = interval.low, interval.high
+    return gain
 
 
 def score_results_file(
@@ -93,6 +121,7 @@ def score_results_file(
     print_fn: Callable[[str], Any] | None = print,
     calibration: bool = False,
     upper_bound: bool = False,
+    bootstrap: int = 0,
 ) -> EvaluationResult:
     """Return the EvaluationResult of an existing results JSON against an annotation file (all its images).
 
@@ -115,6 +144,7 @@ def score_results_file(
         backend=backend,
         calibration=calibration and "segm" in iou_types,
         upper_bound=upper_bound,
+        bootstrap=bootstrap,
         print_fn=print_fn,
         source=source,
     )

@@ -26,12 +26,16 @@ def format_value(value: Any) -> str:
 def metrics_table(metrics: Mapping[str, Any], title: str) -> str:
     """Return a newline, `title` and a Markdown table of the `SUMMARY_KEYS` metrics present in `metrics`.
 
-    The rows are bbox AP, segm AP (AP50, AP75, class score only, true-IoU upper bound) and the MaskIoU
-    calibration figures, each titled as in `metrics.TITLES`.
+    The rows are bbox AP, segm AP (AP50, AP75, class score only, the rescoring gain, true-IoU upper bound)
+    and the MaskIoU calibration figures, each titled as in `metrics.TITLES`; a metric with a 95% interval
+    (`<key>_low`, `<key>_high`) shows it after its value.
     """
-    rows = [
-        (TITLES[key], format_value(metrics[key]))
-        for key in SUMMARY_KEYS
-        if key in metrics and metrics[key] is not None
-    ]
+    rows = []
+    for key in SUMMARY_KEYS:
+        if key not in metrics or metrics[key] is None:
+            continue
+        value = format_value(metrics[key])
+        if f"{key}_low" in metrics and f"{key}_high" in metrics:
+            value += f" [{metrics[key + '_low']:.4f}, {metrics[key + '_high']:.4f}] (95% interval)"
+        rows.append((TITLES[key], value))
     return f"\n{title}\n" + markdown_table(["metric", "value"], rows)

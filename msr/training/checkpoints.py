@@ -22,7 +22,7 @@ LEGACY_HEADS = {
 }
 LEGACY_TARGETS = {
     "target_class": "TargetClassTargets",
-    "all_classes_zero": "AllClassesZeroTargets",
+    "all_classes_zero": "AllClassesOthersZeroTargets",  # what that name meant then
     "present_classes": "PresentClassesTargets",
 }
 #: Data modules of those checkpoints' data configs (they lived in msr.data then).

@@ -21,7 +21,8 @@ HEADS = {
 }
 TARGETS = {
     "target_class": maskiou.TargetClassTargets,
-    "all_classes_zero": maskiou.AllClassesZeroTargets,
+    "all_classes": maskiou.AllClassesTargets,
+    "all_classes_others_zero": maskiou.AllClassesOthersZeroTargets,
     "present_classes": maskiou.PresentClassesTargets,
 }
 

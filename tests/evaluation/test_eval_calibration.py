@@ -96,6 +96,21 @@ def test_known_correlations(strip_case):
     assert data.matched.tolist() == [True] * 5 + [False] * 2
 
 
+def test_positive_metrics_use_only_detections_with_true_iou_of_at_least_half(strip_case):
+    gt, results = strip_case
+    metrics, _ = compute_calibration(results, gt)
+    assert metrics["calib/num_positive"] == 3  # true IoU 0.6, 0.8, 1.0
+    t = np.array(TRUE_IOUS[2:])
+    # predicted IoU 0.5 t + 0.2: |0.5 t + 0.2 - t| = .1 .2 .3 over the positives
+    assert metrics["calib/mae_pred_iou_positive"] == pytest.approx(0.2)
+    assert metrics["calib/pearson_pred_iou_positive"] == pytest.approx(1.0, abs=1e-12)
+    ms = (1 - 0.5 * t) * (0.5 * t + 0.2)
+    assert metrics["calib/pearson_mask_score_positive"] == pytest.approx(np.corrcoef(t, ms)[0, 1], abs=1e-12)
+    assert metrics["calib/spearman_class_score_positive"] == pytest.approx(-1.0, abs=1e-12)
+    # the any-overlap figures are unchanged by the positives' (all five matched detections)
+    assert metrics["calib/mae_pred_iou"] == pytest.approx(0.14)
+
+
 def test_baseline_has_no_mask_score_metrics(strip_case):
     gt, results = strip_case
     baseline = [{k: v for k, v in r.items() if k not in ("mask_iou", "class_score")} for r in results]
@@ -107,6 +122,9 @@ def test_baseline_has_no_mask_score_metrics(strip_case):
         "calib/mean_true_iou",
         "calib/pearson_class_score",
         "calib/spearman_class_score",
+        "calib/num_positive",
+        "calib/pearson_class_score_positive",
+        "calib/spearman_class_score_positive",
     }
     assert np.isnan(data.pred_iou).all()
     np.testing.assert_array_equal(data.class_score, [r["score"] for r in results])  # score stands in

@@ -49,6 +49,8 @@ def test_equals_the_per_type_calls(tiny_gt, synth, backend, with_iou):
     calib, data = compute_calibration(results["segm"], coco_gt)
     expected.update(calib)
     expected.update(rescoring_metrics(results["segm"], coco_gt, data.true_iou, backend, img_ids))
+    if with_iou:  # the rescoring gain, without an interval unless bootstrap replicates are asked for
+        expected["segm_rescoring_gain/AP"] = expected["segm/AP"] - expected["segm_class_score/AP"]
     assert identical(result.metrics, expected)
     assert any(k.startswith("segm_class_score/") for k in expected) is with_iou
     assert result.results == results and result.image_ids == img_ids
@@ -79,3 +81,14 @@ def test_score_results_file_is_evaluate_results_of_the_file(fixture_dir, capsys)
     named = r"results file .*fakesegm100_results\.json\[0\]: missing key 'bbox'"
     with pytest.raises(EvaluationError, match=named):
         score_results_file(segm_file, gt, "bbox", print_fn=None)
+
+
+def test_bootstrap_adds_the_rescoring_gains_interval(tiny_gt, synth):
+    path, dataset = tiny_gt
+    results = tiny_results(dataset, synth, True)
+    plain = evaluate_results(results, path, upper_bound=True).metrics
+    with_interval = evaluate_results(results, path, upper_bound=True, bootstrap=200).metrics
+    gain = with_interval["segm_rescoring_gain/AP"]
+    assert gain == plain["segm_rescoring_gain/AP"]
+    assert with_interval["segm_rescoring_gain/AP_low"] <= gain <= with_interval["segm_rescoring_gain/AP_high"]
+    assert "segm_rescoring_gain/AP_low" not in plain

@@ -18,7 +18,7 @@ from entry_cli import TINY, run_cli
 STUDIES = {
     "mask_scoring": {"head": "maskiou,none"},
     "input_designs": {"head": "maskiou,maskiou_multiply,maskiou_all_masks,maskiou_concat_28"},
-    "training_targets": {"maskiou_target": "target_class,all_classes_zero,present_classes"},
+    "training_targets": {"maskiou_target": "target_class,all_classes,present_classes"},
     "threshold": {"model.maskiou_loss.threshold": "0.0,0.25,0.5,0.75"},
     "backbones": {"backbone": "resnet18,resnet34,resnet50", "head": "maskiou,none"},
 }

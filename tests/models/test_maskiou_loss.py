@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from msr.models import (
-    AllClassesZeroTargets,
+    AllClassesOthersZeroTargets,
     MaskIoULoss,
     MaskIoUSupervision,
     PositiveRoIs,
@@ -48,9 +48,9 @@ def test_threshold_tau_drops_low_iou_rois_and_empty_selection_is_zero_with_grad(
     assert pred.grad is not None
 
 
-def test_all_classes_zero_supervises_other_foreground_classes_with_zero():
+def test_all_classes_others_zero_supervises_other_foreground_classes_with_zero():
     pred = torch.tensor([[0.7, 0.5, 0.3]])
-    supervision = supervise(AllClassesZeroTargets(), pred, torch.tensor([0.5]), torch.tensor([1]))
+    supervision = supervise(AllClassesOthersZeroTargets(), pred, torch.tensor([0.5]), torch.tensor([1]))
     loss = MaskIoULoss()(pred, supervision)
     # background column ignored; class 1 hits its target; class 2 pulled to 0
     assert loss.item() == pytest.approx(0.5 * 0.3**2)
@@ -102,5 +102,5 @@ def test_unknown_variant_is_a_clear_error():
 
 
 def test_every_strategy_takes_the_binarize_threshold():
-    for strategy in (TargetClassTargets, AllClassesZeroTargets, PresentClassesTargets):
+    for strategy in (TargetClassTargets, AllClassesOthersZeroTargets, PresentClassesTargets):
         assert strategy(binarize_threshold=0.3).binarize_threshold == 0.3

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from msr.models import (
-    AllClassesZeroTargets,
+    AllClassesOthersZeroTargets,
+    AllClassesTargets,
     PositiveRoIs,
     PresentClassesTargets,
     TargetClassTargets,
@@ -165,7 +166,7 @@ def test_present_classes_strategy_adds_the_present_classes_to_the_target_class()
     assert torch.equal(supervision.values, expected)
 
 
-def test_all_classes_zero_strategy_supervises_every_foreground_class():
+def test_all_classes_others_zero_strategy_supervises_every_foreground_class():
     masks, gt_labels = two_class_image()
     rois = PositiveRoIs.from_samples(
         [torch.tensor([[0.0, 0.0, 8.0, 8.0]])],
@@ -176,6 +177,32 @@ def test_all_classes_zero_strategy_supervises_every_foreground_class():
     )
     probs = torch.zeros(1, 4, 4, 4)
     probs[0, 2, :, 2:] = 0.9  # exactly the GT of class 2
-    supervision = AllClassesZeroTargets()(probs, rois)
+    supervision = AllClassesOthersZeroTargets()(probs, rois)
     assert supervision.rows.tolist() == [0, 0, 0] and supervision.cols.tolist() == [1, 2, 3]
     assert supervision.values.tolist() == [0.0, pytest.approx(1.0), 0.0]
+
+
+def test_all_classes_strategy_learns_every_class_present_ones_with_their_iou():
+    """Paper Table 5 (2): every foreground class; absent classes 0, present ones their IoU (not 0)."""
+    masks, gt_labels = two_class_image()
+    proposals = torch.tensor([[0.0, 0.0, 3.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
+    rois = PositiveRoIs.from_samples(
+        [proposals],
+        [torch.tensor([0, 1])],
+        [torch.tensor([1, 2])],
+        [{"masks": masks, "labels": gt_labels}],
+        mask_size=4,
+    )
+    probs = torch.zeros(2, 4, 4, 4)
+    probs[:, 1, :, :2] = 0.9
+    probs[:, 2, :, 2:] = 0.9
+    supervision = AllClassesTargets()(probs, rois)
+    assert supervision.rows.tolist() == [0, 0, 0, 1, 1, 1] and supervision.cols.tolist() == [1, 2, 3] * 2
+    present = PresentClassesTargets()(probs, rois)
+    present_values = dict(zip(zip(present.rows.tolist(), present.cols.tolist()), present.values.tolist()))
+    assert present_values[(1, 1)] > 0  # class 1 is present in RoI 1, which belongs to class 2 ...
+    entries = zip(supervision.rows.tolist(), supervision.cols.tolist(), supervision.values.tolist())
+    for row, col, value in entries:  # ... so it keeps that IoU here; every absent class gets 0
+        assert value == pytest.approx(present_values.get((row, col), 0.0))
+    others_zero = AllClassesOthersZeroTargets()(probs, rois)
+    assert others_zero.values.tolist()[3] == 0.0  # the older variant zeroed class 1 of RoI 1

@@ -21,7 +21,8 @@ from msr.models.maskiou.iou import (
 from msr.models.maskiou.loss import MaskIoULoss
 from msr.models.maskiou.targets import (
     TARGET_VARIANTS,
-    AllClassesZeroTargets,
+    AllClassesOthersZeroTargets,
+    AllClassesTargets,
     MaskIoUSupervision,
     MaskIoUTargets,
     PositiveRoIs,
@@ -33,7 +34,8 @@ from msr.models.maskiou.targets import (
 __all__ = [
     "INPUT_DESIGNS",
     "TARGET_VARIANTS",
-    "AllClassesZeroTargets",
+    "AllClassesOthersZeroTargets",
+    "AllClassesTargets",
     "AllMasksMaskIoUHead",
     "Concat28MaskIoUHead",
     "ConcatMaskIoUHead",

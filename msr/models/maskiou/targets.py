@@ -129,24 +129,16 @@ class TargetClassTargets(MaskIoUTargets):
         return rows, rois.labels, roi_iou
 
 
-class AllClassesZeroTargets(MaskIoUTargets):
-    """Table 5 (2): every foreground class; the target class gets its IoU, every other class 0."""
-
-    def entries(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> Entries:
-        """Return C - 1 entries per RoI (classes 1..C-1), row-major."""
-        num_rois, num_classes = mask_probs.shape[:2]
-        device = rois.labels.device
-        rows = torch.arange(num_rois, device=device).repeat_interleave(num_classes - 1)
-        cols = torch.arange(1, num_classes, device=device).repeat(num_rois)
-        values = torch.where(cols == rois.labels[rows], roi_iou[rows], torch.zeros_like(roi_iou[rows]))
-        return rows, cols, values
-
-
 class PresentClassesTargets(MaskIoUTargets):
-    """Table 5 (3): the classes present in the RoI (with their IoU) plus the target class."""
+    """Table 5 (3): the classes present in the RoI (with their IoU) plus the target class.
 
-    def entries(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> Entries:
-        """Return the present and target-class entries of every RoI, row-major."""
+    A class is present when its ground truth covers a pixel of the RoI's M x M grid; its target is the IoU
+    of that class's predicted mask with the union of its GT instances, whole-instance corrected like the
+    target class's (our reading of a detail the paper leaves open).
+    """
+
+    def class_targets(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (targets [P, C] float32, present [P, C] bool); the target class counts as present."""
         per_image = [
             present_class_targets(probs, p, m, g, self.binarize_threshold)
             for probs, p, m, g in zip(
@@ -154,19 +146,54 @@ class PresentClassesTargets(MaskIoUTargets):
             )
         ]
         dense = torch.cat([targets for targets, _ in per_image])  # [P, C]
-        supervised = torch.cat([present for _, present in per_image])  # [P, C] bool
+        present = torch.cat([flags for _, flags in per_image])  # [P, C] bool
         index = torch.arange(rois.labels.shape[0], device=rois.labels.device)
         dense[index, rois.labels] = roi_iou
-        supervised[index, rois.labels] = True
-        rows, cols = supervised.nonzero(as_tuple=True)
+        present[index, rois.labels] = True
+        return dense, present
+
+    def entries(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> Entries:
+        """Return the present and target-class entries of every RoI, row-major."""
+        dense, present = self.class_targets(mask_probs, rois, roi_iou)
+        rows, cols = present.nonzero(as_tuple=True)
         return rows, cols, dense[rows, cols]
+
+
+class AllClassesTargets(PresentClassesTargets):
+    """Table 5 (2): the IoU of every foreground class is learned: the classes present in the RoI get their
+    IoU (as in PresentClassesTargets), the classes absent from it 0."""
+
+    def entries(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> Entries:
+        """Return C - 1 entries per RoI (classes 1..C-1), row-major."""
+        dense, _ = self.class_targets(mask_probs, rois, roi_iou)
+        rows, cols = _all_foreground(mask_probs.shape[0], mask_probs.shape[1], dense.device)
+        return rows, cols, dense[rows, cols]
+
+
+class AllClassesOthersZeroTargets(MaskIoUTargets):
+    """Every foreground class is learned, with target 0 for every class but the target class, even for
+    classes present in the RoI (msr's `all_classes_zero` before it implemented the paper's Table 5 (2))."""
+
+    def entries(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> Entries:
+        """Return C - 1 entries per RoI (classes 1..C-1), row-major."""
+        rows, cols = _all_foreground(mask_probs.shape[0], mask_probs.shape[1], rois.labels.device)
+        values = torch.where(cols == rois.labels[rows], roi_iou[rows], torch.zeros_like(roi_iou[rows]))
+        return rows, cols, values
+
+
+def _all_foreground(num_rois: int, num_classes: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Return (rows, cols) of every (RoI, foreground class) pair, row-major."""
+    rows = torch.arange(num_rois, device=device).repeat_interleave(num_classes - 1)
+    cols = torch.arange(1, num_classes, device=device).repeat(num_rois)
+    return rows, cols
 
 
 #: Training-target strategies by name (the paper's Table 5), for tests and benchmarks.
 TARGET_VARIANTS: dict[str, type[MaskIoUTargets]] = {
     "target_class": TargetClassTargets,
-    "all_classes_zero": AllClassesZeroTargets,
+    "all_classes": AllClassesTargets,
     "present_classes": PresentClassesTargets,
+    "all_classes_others_zero": AllClassesOthersZeroTargets,
 }
 
 
