@@ -2,7 +2,9 @@
 
     msr-aggregate multirun/ablation/2026-11-25_10-00-00 [more sweeps ...] --out experiments/results/heads
 
-Writes `<out>.md` and `<out>.csv` (see `msr.studies.aggregate`) and prints the Markdown table. Exit
+Writes `<out>.md` and `<out>.csv` (see `msr.studies.aggregate`): mean ± std over seeds per variant and,
+unless `--bootstrap 0`, each variant's paired differences to `--reference` with 95% intervals; prints
+the Markdown. Exit
 status 2 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 """
 
@@ -24,9 +26,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--out", required=True, help="output path without suffix: writes <out>.md and <out>.csv"
     )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="the reference variant: the first whose name contains this text (default: the first variant)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="replicates of the paired bootstrap over val pictures (95%% intervals); 0: no intervals",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     args = parser.parse_args(argv)
     try:
-        md, _ = aggregate(args.folders, args.out)
+        md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
     except AggregateError as err:
         print(f"msr-aggregate: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

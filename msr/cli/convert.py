@@ -65,9 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         data = _convert(args)
-        out = write_json_atomic(data, args.out)
     except DatasetError as exc:
         print(f"msr-convert: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        out = write_json_atomic(data, args.out)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(args.out) else ""
+        message = f"cannot write {args.out}: {reason}{where}; choose another --out"
+        print(f"msr-convert: error: {message}", file=sys.stderr)
         return 2
     print(
         f"wrote {out}: {len(data['images'])} images, {len(data['annotations'])} instances, "

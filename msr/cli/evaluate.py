@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, build_callbacks, run_dir, to_dict, user_errors
-from msr.distributed import get_rank
+from msr.cli.common import CONFIG_DIR, run_dir, to_dict, user_errors
 from msr.errors import EvaluationError
-from msr.evaluation.scoring import score_results_file
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
-from msr.training.checkpoints import load_module
-from msr.training.module import MSRModule
+
+# Each mode imports what it needs in its function: scoring a results file needs neither Lightning nor
+# the model (torch), so it starts in a fraction of the time a checkpoint's evaluation needs.
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+    from msr.training.module import MSRModule
 
 SPLITS = ("val", "test")
 log = logging.getLogger(__name__)
@@ -63,6 +64,12 @@ def data_config(cfg: DictConfig, module: MSRModule, ckpt_path: str) -> DictConfi
 
 def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     """Return the metrics of the checkpoint `cfg.ckpt_path` on `cfg.split` of the configured data."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from msr.cli.common import build_callbacks
+    from msr.training.checkpoints import load_module
+
     if cfg.split not in SPLITS:
         raise EvaluationError(f"split must be one of {SPLITS}, got {cfg.split!r}")
     pl.seed_everything(cfg.seed, verbose=False)
@@ -86,6 +93,8 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
             "give ckpt_path=<checkpoint> to evaluate a model, or results=<results.json> "
             "ann_file=<instances.json> to score existing results"
         )
+    from msr.evaluation.scoring import score_results_file
+
     evaluation = cfg.evaluation
     result = score_results_file(
         cfg.results,
@@ -106,6 +115,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run msr-eval for `cfg`; return the metrics and print the summary table."""
     folder = run_dir()
     metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)
+    from msr.distributed import get_rank
+
     if get_rank() == 0:
         print(metrics_table(metrics, f"msr-eval: {cfg.ckpt_path or cfg.results}"))
     return metrics

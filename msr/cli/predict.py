@@ -7,6 +7,9 @@ Writes, in the run folder: `bbox_results.json` (COCO results, `bbox` xywh, `scor
 (the COCO `images` list: ids map back to file names, and with categories it scores with msr-eval); and
 `overlays/<picture>.png` (masks, boxes, class, box score and mask score of the detections whose box score
 is at least `score_thresh`). See msr.training.callbacks.predictions.PredictionWriter.
+
+A picture that cannot be read stops the run (exit status 2) after the results of the pictures done so far
+are written; with `data.skip_unreadable=true` it is skipped, and named in `skipped_images.json`.
 """
 
 from __future__ import annotations
@@ -16,14 +19,25 @@ from pathlib import Path
 import hydra
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from msr.cli.common import CONFIG_DIR, build_callbacks, run_dir, user_errors
+from msr.cli.failures import run_entry
+from msr.errors import ConfigError
 from msr.training.checkpoints import load_module
+
+#: What msr-predict needs from the command line, and how to give it.
+REQUIRED = {
+    "ckpt_path": "ckpt_path=<checkpoint written by msr-train, e.g. checkpoints/best.ckpt>",
+    "images": "images=<folder of pictures>",
+}
 
 
 def predict(cfg: DictConfig) -> Path:
     """Run msr-predict for `cfg`; return the run folder holding the JSON files and overlays."""
+    missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key) or not cfg[key]]
+    if missing:
+        raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
     pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
     module = load_module(cfg.ckpt_path)
@@ -36,10 +50,15 @@ def predict(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point of msr-predict."""
     with user_errors("msr-predict"):
         predict(cfg)
+
+
+def main() -> None:
+    """Console entry point of msr-predict (errors before the job starts are one line too)."""
+    run_entry("msr-predict", hydra_main)
 
 
 if __name__ == "__main__":

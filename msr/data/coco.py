@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from msr.data.annotation_store import AnnotationStore, AnnotationStoreBuilder
 from msr.data.coco_json import load_coco
 from msr.data.image_io import load_rgb_image, read_image_size
 from msr.data.segmentation import (
@@ -38,6 +41,24 @@ def to_float_image(image: torch.Tensor) -> tv_tensors.Image:
     return tv_tensors.Image(F.to_dtype(torch.as_tensor(image), torch.float32, scale=True))
 
 
+def _all_usable(polygons: list) -> bool:
+    """Return True when ``clean_polygons`` would keep every polygon as it is (a quick check: the sum of
+    a polygon's coordinates is finite only when each one is)."""
+    try:
+        return all(len(p) >= 6 and len(p) % 2 == 0 and math.isfinite(sum(p)) for p in polygons)
+    except TypeError:  # not numbers: clean_polygons decides
+        return False
+
+
+def _to_clipped_xyxy(store: AnnotationStore) -> None:
+    """Turn the store's COCO xywh boxes into XYXY clipped to their images, in place (float32 throughout)."""
+    boxes = store.bboxes
+    counts = np.diff(store.ann_offsets)
+    boxes[:, 2:] += boxes[:, :2]
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, np.repeat(store.widths, counts)[:, None])
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, np.repeat(store.heights, counts)[:, None])
+
+
 class CocoInstanceDataset(Dataset):
     """COCO instances (boxes + masks) read with pycocotools; one sample per image.
 
@@ -59,6 +80,10 @@ class CocoInstanceDataset(Dataset):
     Annotations with a box side < ``min_box_size`` px or without a usable polygon are dropped
     and counted (logged; see ``stats``). Category ids map to labels by sorted id:
     ``cat_id_to_label`` / ``label_to_cat_id``; ``class_names[label]`` names a label.
+
+    The annotations are packed at construction into an ``AnnotationStore`` (flat NumPy arrays, no
+    Python object per annotation), so forked DataLoader workers share them instead of copying them;
+    no pycocotools index is kept (``coco`` builds one on demand, for inspection).
 
     Missing images raise ``DatasetError`` at construction (naming the file); unreadable images or
     images whose size differs from the JSON raise it when loaded. With ``skip_unreadable`` every
@@ -83,27 +108,32 @@ class CocoInstanceDataset(Dataset):
         self.include_crowd = include_crowd
         if not self.image_dir.is_dir():
             raise DatasetError(f"image folder not found: {self.image_dir} (images of {self.ann_file})")
-        self.coco = load_coco(self.ann_file)
+        coco = load_coco(self.ann_file)
 
-        cat_ids = sorted(self.coco.cats)
+        cat_ids = sorted(coco.cats)
         self.cat_id_to_label: dict[int, int] = {cid: i + 1 for i, cid in enumerate(cat_ids)}
         self.label_to_cat_id: dict[int, int] = {label: cid for cid, label in self.cat_id_to_label.items()}
-        self.class_names: list[str] = [BACKGROUND] + [str(self.coco.cats[c]["name"]) for c in cat_ids]
+        self.class_names: list[str] = [BACKGROUND] + [str(coco.cats[c]["name"]) for c in cat_ids]
 
         self.stats = {"degenerate_boxes": 0, "empty_polygons": 0, "crowd": 0, "empty_images_dropped": 0}
-        self._targets: dict[int, dict[str, Any]] = {}
-        image_ids = [img["id"] for img in self.coco.dataset["images"]]
-        for image_id in image_ids:
-            self._targets[image_id] = self._prepare_annotations(image_id, min_box_size)
+        builder = AnnotationStoreBuilder()
+        image_ids = [img["id"] for img in coco.dataset["images"]]
+        for info in coco.dataset["images"]:
+            builder.add_image(info["id"], info["file_name"], info["height"], info["width"])
+            self._add_annotations(builder, info, coco.imgToAnns.get(info["id"], []), min_box_size)
+        self._targets: AnnotationStore = builder.build()
+        del coco, builder  # the store holds all that is needed
+        _to_clipped_xyxy(self._targets)
 
         if drop_empty:
-            kept = [i for i in image_ids if len(self._targets[i]["anns"]) > 0]
+            kept = [i for i in image_ids if self._targets.count(self._targets.position(i)) > 0]
             self.stats["empty_images_dropped"] = len(image_ids) - len(kept)
             image_ids = kept
 
         self.skipped_files: list[Path] = []
         self.ids: list[int] = self._check_images(image_ids, skip_unreadable)
         self.num_skipped = len(self.skipped_files)
+        self._positions = np.array([self._targets.position(i) for i in self.ids], dtype=np.int64)
 
         dropped = {k: v for k, v in self.stats.items() if v}
         if dropped:
@@ -111,12 +141,13 @@ class CocoInstanceDataset(Dataset):
 
     # -- construction helpers -------------------------------------------------------------------
 
-    def _prepare_annotations(self, image_id: int, min_box_size: float) -> dict[str, Any]:
-        """Return the kept annotations of one image with their boxes/labels/areas as arrays."""
-        info = self.coco.imgs[image_id]
+    def _add_annotations(
+        self, builder: AnnotationStoreBuilder, info: dict, anns: list[dict], min_box_size: float
+    ) -> None:
+        """Add the kept annotations of one image to ``builder``: polygons cleaned, raw RLE compressed."""
+        image_id = info["id"]
         height, width = int(info["height"]), int(info["width"])
-        kept = []
-        for ann in self.coco.imgToAnns.get(image_id, []):
+        for ann in anns:
             crowd = int(ann.get("iscrowd", 0))
             if crowd and not self.include_crowd:
                 self.stats["crowd"] += 1
@@ -127,7 +158,9 @@ class CocoInstanceDataset(Dataset):
                 continue
             segm = ann["segmentation"]
             if is_polygon_segmentation(segm):
-                if not clean_polygons(segm):
+                if not _all_usable(segm):
+                    segm = clean_polygons(segm)
+                if not segm:
                     self.stats["empty_polygons"] += 1
                     continue
             elif is_rle_segmentation(segm):
@@ -136,19 +169,17 @@ class CocoInstanceDataset(Dataset):
                         f"{self.ann_file}: annotation {ann['id']} has RLE size {segm['size']} but image "
                         f"{image_id} is {height}x{width}"
                     )
+                segm = segmentation_to_rle(segm, height, width)  # compressed: kept as is
             else:
                 raise DatasetError(f"{self.ann_file}: annotation {ann['id']} has a malformed 'segmentation'")
-            kept.append(ann)
-        boxes = np.array([a["bbox"] for a in kept], dtype=np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        return {
-            "anns": kept,
-            "boxes": boxes,
-            "labels": np.array([self.cat_id_to_label[a["category_id"]] for a in kept], dtype=np.int64),
-            "iscrowd": np.array([int(a.get("iscrowd", 0)) for a in kept], dtype=np.int64),
-        }
+            try:
+                area = float(ann["area"]) if "area" in ann else None
+            except (TypeError, ValueError):
+                raise DatasetError(
+                    f"{self.ann_file}: annotation {ann['id']} has a non-numeric 'area' {ann['area']!r}"
+                ) from None
+            label = self.cat_id_to_label[ann["category_id"]]
+            builder.add_annotation(ann["id"], ann["bbox"], label, crowd, area, segm)
 
     def _check_images(self, image_ids: list[int], skip_unreadable: bool) -> list[int]:
         """Return the image ids to use; raise on a missing file, or skip bad files if asked."""
@@ -161,13 +192,12 @@ class CocoInstanceDataset(Dataset):
         kept = []
         for image_id in image_ids:
             path = self.image_path(image_id)
-            info = self.coco.imgs[image_id]
             try:
                 size = read_image_size(path)
             except DatasetError:
                 self.skipped_files.append(path)
                 continue
-            if size != (int(info["height"]), int(info["width"])):
+            if size != self.image_size(image_id):
                 self.skipped_files.append(path)
                 continue
             kept.append(image_id)
@@ -187,14 +217,29 @@ class CocoInstanceDataset(Dataset):
         """Return K + 1: the number of categories plus background."""
         return len(self.class_names)
 
+    @cached_property
+    def coco(self) -> Any:
+        """Return a pycocotools ``COCO`` of ``ann_file``, loaded on first use (the data set needs none)."""
+        return load_coco(self.ann_file)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("coco", None)  # workers started by spawn do not need the pycocotools index
+        return state
+
+    def image_size(self, image_id: int) -> tuple[int, int]:
+        """Return (height, width) of ``image_id`` as the annotation file gives them (no I/O)."""
+        return self._targets.size(self._targets.position(image_id))
+
     def image_path(self, image_id: int) -> Path:
         """Return the path of the image file of ``image_id``."""
-        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+        return self.image_dir / self._targets.file_name(self._targets.position(image_id))
 
     def aspect_ratios(self) -> list[float]:
         """Return width / height of every image in dataset order (read from the JSON, no I/O)."""
-        infos = (self.coco.imgs[i] for i in self.ids)
-        return [float(info["width"]) / float(info["height"]) for info in infos]
+        heights = self._targets.heights[self._positions].tolist()
+        widths = self._targets.widths[self._positions].tolist()
+        return [float(w) / float(h) for h, w in zip(heights, widths)]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -202,22 +247,24 @@ class CocoInstanceDataset(Dataset):
     def load_target(self, index: int, height: int, width: int) -> dict[str, Any]:
         """Return the untransformed target dict of sample ``index`` (masks decoded now)."""
         image_id = self.ids[index]
-        prepared = self._targets[image_id]
-        anns = prepared["anns"]
-        rles = [segmentation_to_rle(a["segmentation"], height, width) for a in anns]
+        position = int(self._positions[index])
+        anns = self._targets.annotations(position)
+        rles = [segmentation_to_rle(s, height, width) for s in anns.segmentations]
         masks = decode_masks(rles, height, width)
-        areas = [float(a["area"]) if "area" in a else float(rle_area(r)) for a, r in zip(anns, rles)]
+        areas = [
+            float(a) if given else float(rle_area(r)) for a, given, r in zip(anns.areas, anns.has_area, rles)
+        ]
         return {
             "boxes": tv_tensors.BoundingBoxes(
-                torch.from_numpy(prepared["boxes"].copy()),
+                torch.from_numpy(anns.bboxes),
                 format=tv_tensors.BoundingBoxFormat.XYXY,
                 canvas_size=(height, width),
             ),
-            "labels": torch.from_numpy(prepared["labels"].copy()),
+            "labels": torch.from_numpy(anns.labels),
             "masks": tv_tensors.Mask(torch.from_numpy(masks)),
             "image_id": int(image_id),
             "area": torch.tensor(areas, dtype=torch.float32),
-            "iscrowd": torch.from_numpy(prepared["iscrowd"].copy()),
+            "iscrowd": torch.from_numpy(anns.iscrowd),
             "orig_size": (height, width),
         }
 
@@ -226,11 +273,10 @@ class CocoInstanceDataset(Dataset):
         path = self.image_path(image_id)
         rgb = load_rgb_image(path)
         height, width = rgb.shape[:2]
-        info = self.coco.imgs[image_id]
-        if (height, width) != (int(info["height"]), int(info["width"])):
+        expected = self._targets.size(int(self._positions[index]))
+        if (height, width) != expected:
             raise DatasetError(
-                f"image {path} is {width}x{height} (WxH) but {self.ann_file} says "
-                f"{info['width']}x{info['height']}"
+                f"image {path} is {width}x{height} (WxH) but {self.ann_file} says {expected[1]}x{expected[0]}"
             )
         image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))  # [3, H, W] uint8
         target = self.load_target(index, height, width)

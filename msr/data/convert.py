@@ -116,11 +116,13 @@ def via_to_coco(
         )
     entries.sort(key=lambda e: e[0])
 
+    if not entries:
+        raise DatasetError(f"{via_json}: lists no pictures; nothing to convert (is it the right VIA file?)")
     images, annotations, names, skipped = [], [], [], 0
     for image_id, (file_name, regions) in enumerate(entries, start=1):
         height, width = read_image_size(image_dir / file_name)
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        for region in regions:
+        for number, region in enumerate(regions):
             try:
                 outline = _via_region_polygon(region["shape_attributes"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -128,8 +130,12 @@ def via_to_coco(
             if outline is None or len(outline[0]) < 3 or len(outline[0]) != len(outline[1]):
                 skipped += 1
                 continue
-            xs = [x + 0.5 for x in outline[0]]
-            ys = [y + 0.5 for y in outline[1]]
+            where = f"{via_json}: region {number} of {file_name}"
+            polygon = _inside_picture(outline, height, width, where)
+            if polygon is None:
+                skipped += 1
+                continue
+            xs, ys = polygon
             x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
             name = _via_category(region, category, category_attribute)
             names.append(name)
@@ -145,9 +151,32 @@ def via_to_coco(
             )
     if skipped:
         logger.warning("%s: skipped %d regions with unsupported or degenerate shapes", via_json, skipped)
-    if not names:
-        names = [category]
+    if not annotations:
+        raise DatasetError(
+            f"{via_json}: no region could be converted ({len(images)} pictures, {skipped} regions skipped); "
+            f"nothing to train on: annotate polygons, rectangles, circles or ellipses"
+        )
     return _coco_dict(images, annotations, names, f"converted from {via_json.name}")
+
+
+def _inside_picture(
+    outline: tuple[list[float], list[float]], height: int, width: int, where: str
+) -> tuple[list[float], list[float]] | None:
+    """Return a VIA outline in COCO coordinates (pixel centres: +0.5), clipped to the picture when a point
+    lies more than a pixel outside it (warned), or None (warned) when nothing of it has an area."""
+    xs = [x + 0.5 for x in outline[0]]
+    ys = [y + 0.5 for y in outline[1]]
+    if _polygon_area(xs, ys) <= 0:
+        logger.warning("%s has zero area (no width or no height); skipped", where)
+        return None
+    if min(xs) < -1 or min(ys) < -1 or max(xs) > width + 1 or max(ys) > height + 1:
+        xs = [min(max(x, 0.0), float(width)) for x in xs]
+        ys = [min(max(y, 0.0), float(height)) for y in ys]
+        if _polygon_area(xs, ys) <= 0:
+            logger.warning("%s lies outside the %dx%d picture; skipped", where, width, height)
+            return None
+        logger.warning("%s reaches outside the %dx%d picture; clipped to its border", where, width, height)
+    return xs, ys
 
 
 # -- instance label PNGs -------------------------------------------------------------------------
@@ -254,6 +283,9 @@ def masks_to_coco(
                     "iscrowd": 0,
                 }
             )
-    if not names and category is not None:
-        names = [category]
+    if not annotations:
+        raise DatasetError(
+            f"no instance in the {len(mask_files)} masks under {mask_dir} (every pixel is 0, background); "
+            f"nothing to train on: check that the masks hold instance ids"
+        )
     return _coco_dict(images, annotations, names, f"converted from instance masks in {mask_dir.name}")

@@ -11,7 +11,7 @@ from msr.distributed import broadcast_object, gather_results, get_rank, is_distr
 from msr.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
 from msr.evaluation.results import IOU_TYPES, LabelMap, predictions_to_coco
-from msr.evaluation.scoring import EvaluationResult, evaluate_results
+from msr.evaluation.scoring import EvaluationResult, evaluate_results, gc_paused
 
 
 class COCOEvaluator:
@@ -105,6 +105,7 @@ class COCOEvaluator:
         k = IOU_TYPES.index(iou_type)
         return [r for pair in self._per_image.values() for r in pair[k]]
 
+    @gc_paused()  # the gather unpickles every rank's results: millions of objects on rank 0
     def compute(self) -> EvaluationResult:
         """Return the EvaluationResult (collective: all ranks must call it).
 

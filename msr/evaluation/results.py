@@ -13,17 +13,20 @@ area instead of the mask area for the small/medium/large split.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from msr.data.segmentation import encode_masks
 from msr.errors import EvaluationError
 from msr.files import read_json
+
+if TYPE_CHECKING:  # torch loads with the first model output (a results file is read without it)
+    import torch
 
 # label → COCO category id: a sequence `cat_ids` of K ids (label k ↦ cat_ids[k - 1], label 0 is the
 # background), or an explicit mapping {label: cat_id}.
@@ -39,8 +42,21 @@ ResultsLike = Results | str | os.PathLike
 def load_results(results: ResultsLike) -> tuple[Results, str]:
     """Return (result list, a name for error messages) from a list or the path of a results JSON file."""
     if isinstance(results, (str, os.PathLike)):
-        return read_json(results, "results file", EvaluationError), f"results file {Path(results)}"
+        source = f"results file {Path(results)}"
+        loaded = read_json(results, "results file", EvaluationError)
+        if not isinstance(loaded, list):
+            raise EvaluationError(
+                f"{source}: must be a JSON list of detections [{{\"image_id\", \"category_id\", \"score\", "
+                f"\"bbox\" or \"segmentation\"}}, ...], got a JSON {_json_type(loaded)}"
+            )
+        return loaded, source
     return results, "results"
+
+
+def _json_type(value: Any) -> str:
+    """Return the JSON name of a parsed value's type (object, string, number, ...)."""
+    names = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def label_lookup(label_to_cat_id: LabelMap) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +90,8 @@ def predictions_to_coco(
     segm results (only when `masks` is present): `segmentation` RLE of `masks >= mask_threshold`,
     `score` (`mask_scores`, else the box score), `class_score`, and `mask_iou` when the model predicts it.
     """
+    import torch
+
     image_id = int(image_id)
     for key in ("boxes", "labels", "scores"):
         if key not in output:
@@ -175,10 +193,17 @@ def check_results(
             + (" ..." if len(unknown_cats) > 5 else "")
         )
     for i, res in enumerate(results):
+        score = res["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            advice = "fix what wrote the file" if source.startswith("results file") else "a diverged model?"
+            message = f"{source}[{i}]: 'score' is {score!r}; scores must be finite numbers ({advice})"
+            raise EvaluationError(message)
         if iou_type == "bbox":
             box = res["bbox"]
             if not isinstance(box, (list, tuple)) or len(box) != 4:
                 raise EvaluationError(f"{source}[{i}]: 'bbox' must be [x, y, w, h], got {box!r}")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box):
+                raise EvaluationError(f"{source}[{i}]: 'bbox' {box!r} must hold 4 finite numbers")
             continue
         seg = res["segmentation"]
         if not isinstance(seg, Mapping) or "counts" not in seg or "size" not in seg:

@@ -8,8 +8,10 @@ then `rescoring_metrics` over the same images.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,23 @@ class EvaluationResult:
     calibration: CalibrationData | None = None
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector within the block (also as a decorator); reference counting
+    still frees what is dropped. An evaluation at COCO val size makes millions of objects (result dicts,
+    COCO indexes) that stay alive while it runs: full collections over them find nothing and cost about
+    a fifth of its time."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@gc_paused()
 def evaluate_results(
     results: Mapping[str, ResultsLike],
     gt: GroundTruthLike,

@@ -142,7 +142,12 @@ def load_weights(
         )
     for prefix in CHECKPOINT_PREFIXES:
         state = _strip_prefix(state, prefix)
-    return _check_and_load(model, state, path, allow_class_mismatch=allow_class_mismatch)
+    # an msr Mask R-CNN checkpoint (no MaskIoU head) loads into MS R-CNN: only the head stays at its init
+    no_head = not any(k.startswith(MASKIOU_PREFIX) for k in state)
+    allowed = (MASKIOU_PREFIX,) if no_head else ()
+    return _check_and_load(
+        model, state, path, allowed_missing=allowed, allow_class_mismatch=allow_class_mismatch
+    )
 
 
 def freeze_all_but_maskiou(model: nn.Module) -> int:

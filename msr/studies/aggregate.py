@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -32,6 +32,9 @@ from msr.errors import UserError
 from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM, STUDY_KEYS, TITLES
 from msr.evaluation.tables import markdown_table
 from msr.files import write_csv_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from msr.studies.intervals import VariantIntervals
 
 #: Overrides (and resolved config keys) that do not define a variant.
 IGNORED_KEYS = (
@@ -42,6 +45,8 @@ IGNORED_KEYS = (
     "trainer.devices",
     "data.num_workers",
     "data.cache_dir",
+    "protocol.trunk",  # the head-only protocol's trunk of each seed (runs are paired on it)
+    "init.weights",  # set by the head-only protocol to that trunk
 )
 #: Overrides that do not name a variant: a study only chooses what its sweep varies.
 UNNAMED_KEYS = ("study",)
@@ -200,8 +205,19 @@ def drop_common_overrides(variants: Sequence[Variant]) -> tuple[str, ...]:
     return tuple(sorted(common))
 
 
-def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path]:
-    """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths."""
+def aggregate(
+    folders: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    reference: str | None = None,
+    replicates: int = 1000,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths.
+
+    With `replicates` > 0 every variant is also compared with the reference variant (the first whose name
+    contains `reference`; default the first variant) by a paired bootstrap over the val pictures
+    (`msr.studies.intervals`): its segm AP difference, its rescoring gain and the gain's difference.
+    """
     runs = find_runs(folders)
     if not runs:
         raise AggregateError(
@@ -210,10 +226,68 @@ def aggregate(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> t
     variants = group_runs(runs)
     common = drop_common_overrides(variants)
     columns, rows = table_rows(variants)
-    out = Path(out)
-    md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     sources = ", ".join(str(f) for f in folders)
     shared = f"Overrides common to every variant: `{' '.join(common)}`\n\n" if common else ""
-    write_text_atomic(f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows), md)
+    text = f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows)
+    if replicates > 0:
+        from msr.studies.intervals import interval_columns  # pycocotools and torch: only when needed
+
+        index = reference_index(variants, reference)
+        found = paired_intervals(variants, index, replicates, seed)
+        extra_columns, extra_rows = interval_columns(found)
+        columns += extra_columns
+        rows = [row + extra for row, extra in zip(rows, extra_rows)]
+        text += "\n" + intervals_markdown(variants, found, index, replicates)
+    out = Path(out)
+    md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
+    write_text_atomic(text, md)
     write_csv_atomic(columns, rows, csv_path)
     return md, csv_path
+
+
+def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
+    """Return the index of the reference variant: the first whose name contains `reference` (default 0)."""
+    if reference is None:
+        return 0
+    for index, variant in enumerate(variants):
+        if reference in variant.name:
+            return index
+    names = ", ".join(f"`{v.name}`" for v in variants)
+    raise AggregateError(f"no variant's name contains {reference!r}; the variants are {names}")
+
+
+def paired_intervals(
+    variants: Sequence[Variant], reference: int, replicates: int, seed: int
+) -> list[VariantIntervals]:
+    """Return every variant's paired bootstrap intervals against `variants[reference]`."""
+    from msr.studies.intervals import run_pictures, study_intervals
+
+    cache: dict[str, str] = {}
+    pictures = []
+    for variant in variants:
+        loaded = [run_pictures(folder, cache) for folder in variant.folders]
+        pictures.append([p for p in loaded if p is not None])
+    return study_intervals(pictures, reference, replicates, seed)
+
+
+def intervals_markdown(
+    variants: Sequence[Variant], intervals: Sequence[VariantIntervals], reference: int, replicates: int
+) -> str:
+    """Return the Markdown table of the paired differences (bold: the 95% interval excludes 0)."""
+    from msr.studies.intervals import describe
+
+    rows = []
+    for index, (variant, found) in enumerate(zip(variants, intervals)):
+        name = f"`{variant.name}`" + (" (reference)" if index == reference else "")
+        trunk = "yes" if found.shared_trunk else "no"
+        rows.append([name, found.seeds, trunk, describe(found.segm_ap), describe(found.gain),
+                     describe(found.gain_vs_reference)])
+    headers = [
+        "variant", "paired seeds", "same trunk", "Δ segm AP vs reference", "rescoring gain",
+        "Δ rescoring gain vs reference",
+    ]
+    intro = (
+        f"Paired differences with 95% intervals ({replicates} bootstrap replicates over the val pictures, "
+        "the same pictures for every run, seeds paired and averaged; bold: the interval excludes 0):\n\n"
+    )
+    return intro + markdown_table(headers, rows) + "\n"

@@ -100,11 +100,58 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged or foreign file: all mean the same
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise EvaluationError(f"{path}: not a checkpoint written by msr-train ({reason})") from None
+        message = f"{path}: not a checkpoint written by msr-train ({_load_failure(err, path)})"
+        raise EvaluationError(f"{message}; use another checkpoint") from None
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("hyper_parameters"), Mapping):
         raise EvaluationError(f"{path}: not a checkpoint written by msr-train (no hyper_parameters)")
     return dict(checkpoint)
+
+
+def _load_failure(err: Exception, path: Path) -> str:
+    """Return why torch could not load the file `path`, in words that suit a checkpoint the user named
+    (torch's own advice to load untrusted files with `weights_only=False` is left out)."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # checkpoints are zip archives
+        return "the file is not a PyTorch checkpoint: a text file or another format"
+    if "weights_only" in str(err) or "Weights only load failed" in str(err):
+        return "it holds objects other than tensors and plain data"
+    return "the file is truncated or damaged: it is not a complete PyTorch zip archive"
+
+
+def check_resumable(path: str | Path, module: MSRModule) -> None:
+    """Raise EvaluationError unless the msr-train checkpoint `path` can resume training `module`:
+    readable, with the training state, and holding the same tensors, of the same shapes, as `module`."""
+    checkpoint = read_checkpoint(path)
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise EvaluationError(
+            f"{path}: holds weights only, not a training state to resume; start from its weights with "
+            f"init.weights={path} instead of ckpt_path"
+        )
+    saved = checkpoint.get("state_dict") or {}
+    here = module.state_dict()
+    differ = [k for k in here if k in saved and tuple(saved[k].shape) != tuple(here[k].shape)]
+    missing = [k for k in here if k not in saved]
+    extra = [k for k in saved if k not in here]
+    if not differ and not missing and not extra:
+        return
+    trained = checkpoint["hyper_parameters"].get("class_names") or []
+    names = module.hparams.get("class_names") or []
+    if differ:
+        key = differ[0]
+        detail = f"{key} is {list(saved[key].shape)} there and {list(here[key].shape)} here"
+    elif missing:
+        detail = f"{len(missing)} tensors of this model are not in it (first: {missing[0]})"
+    else:
+        detail = f"it holds {len(extra)} tensors this model does not have (first: {extra[0]})"
+    classes = ""
+    if trained and names and list(trained) != list(names):
+        classes = f"; it was trained on {len(trained) - 1} categories, this data has {len(names) - 1}"
+    raise EvaluationError(
+        f"{path}: cannot resume this run from it, its model differs ({detail}{classes}); resume with the "
+        f"data and model it was trained with, or start from its weights with init.weights={path} "
+        f"init.allow_class_mismatch=true"
+    )
 
 
 def load_module(path: str | Path, evaluator: COCOEvaluator | None = None) -> MSRModule:

@@ -54,6 +54,7 @@ class MSRModule(pl.LightningModule):
         nonfinite_loss: str = "stop",
         lr_reference_batch: int | None = 16,
         no_decay_norm_bias: bool = False,
+        eval_frozen_norms: bool = False,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_POLICIES:
@@ -67,6 +68,18 @@ class MSRModule(pl.LightningModule):
         self.label_to_cat_id = {int(k): int(v) for k, v in (label_to_cat_id or {}).items()} or None
         self.last_evaluation: Evaluation | None = None
         self.skipped_steps = 0
+        self._ground_truth: str | None = None  # the annotation file of the running evaluation
+
+    def on_train_start(self) -> None:
+        """With `eval_frozen_norms`, put the BatchNorm layers whose parameters are all frozen in eval mode, so
+        a frozen trunk's running statistics stay as they are while the MaskIoU head trains (Lightning keeps
+        each layer's mode across validations)."""
+        if not self.hparams.get("eval_frozen_norms"):
+            return
+        for layer in self.net.modules():
+            frozen = not any(p.requires_grad for p in layer.parameters(recurse=False))
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm) and frozen:
+                layer.eval()
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Return the net's per-image detections (eval mode)."""
@@ -147,6 +160,7 @@ class MSRModule(pl.LightningModule):
         ann_file = datamodule.val_ann if split == "val" else (datamodule.test_ann or datamodule.val_ann)
         self.evaluator.bind(ann_file, self.label_to_cat_id or datamodule.label_to_cat_id)
         self.evaluator.reset()
+        self._ground_truth = None if ann_file is None else str(ann_file)
 
     def _evaluate_batch(self, batch) -> list[dict[str, torch.Tensor]]:
         """Run the net on a batch, hand the detections (original picture frame) to the evaluator and
@@ -172,7 +186,9 @@ class MSRModule(pl.LightningModule):
         # ... and the loggers get them at the optimizer step the evaluation followed, the step of its figures
         for logger in self.loggers:
             logger.log_metrics({**logged, "epoch": self.current_epoch}, step=self.global_step)
-        self.last_evaluation = Evaluation(split, self.current_epoch, self.global_step, result)
+        self.last_evaluation = Evaluation(
+            split, self.current_epoch, self.global_step, result, self._ground_truth
+        )
         dispatch_evaluation(self.trainer, self, self.last_evaluation)
 
     def on_validation_epoch_start(self) -> None:

@@ -48,7 +48,7 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
         "train", "study=mask_scoring", "hydra.sweeper.params.seed=0", *TINY, "schedule=cpu_tiny",
         f"hydra.sweep.dir={sweep}", env=env, cwd=tmp_path,
     )
-    _, table = aggregate([sweep], tmp_path / "mask_scoring")
+    md, table = aggregate([sweep], tmp_path / "mask_scoring", reference="head=none", replicates=200)
     with table.open() as f:
         rows = {row["variant"].split("head=")[1].split()[0]: row for row in csv.DictReader(f)}
     assert set(rows) == {"maskiou", "none"} and all(r["seeds"] == "1" for r in rows.values())
@@ -61,6 +61,15 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
     ms = {k: float(v) for k, v in rows["maskiou"].items() if k.endswith("mean")}
     assert ms[gain] == pytest.approx(ms["segm AP mean"] - ms[class_only])
     assert rows["none"][class_only] == "nan"
+
+    # paired bootstrap over the 5 val pictures: MS R-CNN against the Mask R-CNN reference, seed 0 paired
+    delta = [float(rows["maskiou"][f"delta segm AP vs reference{s}"]) for s in ("", " low", " high")]
+    assert delta[0] == pytest.approx(ms["segm AP mean"] - float(rows["none"]["segm AP mean"]), abs=1e-9)
+    assert delta[1] <= delta[0] <= delta[2] and rows["maskiou"]["paired seeds"] == "1"
+    gain_ci = [float(rows["maskiou"][f"rescoring gain{s}"]) for s in ("", " low", " high")]
+    assert gain_ci[0] == pytest.approx(ms[gain], abs=1e-9) and gain_ci[1] <= gain_ci[0] <= gain_ci[2]
+    assert rows["none"]["rescoring gain"] == "nan" and rows["none"]["shared trunk"] == "False"
+    assert "(reference)" in md.read_text() and "Δ segm AP vs reference" in md.read_text()
 
     # rescoring the saved results reproduces the run's own metrics (the script checks segm AP itself)
     script = Path(__file__).resolve().parents[2] / "experiments" / "rescore_runs.py"

@@ -12,14 +12,19 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from msr.data.coco import BACKGROUND, CocoInstanceDataset
-from msr.data.coco_json import validate_coco_instances
 from msr.data.collate import collate_fn
+from msr.data.datamodules.checks import (
+    UnreadablePictures,
+    category_names,
+    check_evaluation_set,
+    check_loader_options,
+    check_training_set,
+)
 from msr.data.folder import ImageFolderDataset
 from msr.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
 from msr.data.transforms import build_transforms
 from msr.distributed import is_distributed
 from msr.errors import DatasetError
-from msr.files import read_json
 
 
 def coco2017_paths(root: str | Path) -> dict[str, Path]:
@@ -41,15 +46,6 @@ def coco2017_paths(root: str | Path) -> dict[str, Path]:
     if missing:
         raise DatasetError(f"COCO 2017 layout incomplete under {root}; missing: {', '.join(missing)}")
     return paths
-
-
-def _category_names(ann_file: Path) -> list[tuple[int, str]]:
-    """Return ``(category id, name)`` pairs of a valid COCO instances file, sorted by id."""
-    data = validate_coco_instances(read_json(ann_file, "annotation file", DatasetError), ann_file)
-    try:
-        return sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"{ann_file}: malformed 'categories' ({exc})") from exc
 
 
 class CocoDataModule(pl.LightningDataModule):
@@ -97,6 +93,7 @@ class CocoDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_loader_options(batch_size, eval_batch_size, num_workers)
         self.save_hyperparameters(logger=False)
         self.train_images, self.train_ann = train_images, train_ann
         self.val_images, self.val_ann = val_images, val_ann
@@ -149,7 +146,7 @@ class CocoDataModule(pl.LightningDataModule):
                 files = self._annotation_files()
                 if not files:
                     raise DatasetError("no annotation file configured: set train_ann, val_ann or test_ann")
-                self._categories = _category_names(files[0])
+                self._categories = category_names(files[0], evaluated=str(files[0]) != str(self.train_ann))
         return self._categories
 
     @property
@@ -169,10 +166,13 @@ class CocoDataModule(pl.LightningDataModule):
 
     # -- datasets ---------------------------------------------------------------------------------
 
-    def _dataset(self, images: str | None, ann: str | None, split: str, train: bool) -> CocoInstanceDataset:
-        """Return the data set of one split, with its transforms."""
+    def _dataset(self, images: str | None, ann: str | None, split: str, train: bool) -> UnreadablePictures:
+        """Return the data set of one split, with its transforms, checked (`checks.check_training_set`,
+        `checks.check_evaluation_set`) and wrapped to name or skip pictures that fail to load."""
         if images is None or ann is None:
             raise DatasetError(f"the {split} split needs both {split}_images and {split}_ann")
+        if not train:  # COCOeval and the calibration will read it: checked now, not at the first validation
+            category_names(ann, evaluated=True)
         transforms = build_transforms(
             train=train,
             min_size=self.min_size if train else self.eval_min_size,
@@ -189,7 +189,11 @@ class CocoDataModule(pl.LightningDataModule):
             skip_unreadable=self.skip_unreadable,
         )
         self._check_categories(dataset)
-        return dataset
+        if train:
+            check_training_set(dataset)
+        else:
+            check_evaluation_set(dataset, check_sizes=not self.skip_unreadable)
+        return UnreadablePictures(dataset, skip=self.skip_unreadable)
 
     def _check_categories(self, dataset: CocoInstanceDataset) -> None:
         """Raise if ``dataset``'s categories differ from the ones already seen (labels would clash)."""
@@ -221,7 +225,7 @@ class CocoDataModule(pl.LightningDataModule):
             transforms = build_transforms(
                 train=False, min_size=self.eval_min_size, max_size=self.max_size, targets=False
             )
-            self.predict_dataset = ImageFolderDataset(self.predict_images, transforms)
+            self.predict_dataset = ImageFolderDataset(self.predict_images, transforms, self.skip_unreadable)
 
     # -- loaders ----------------------------------------------------------------------------------
 

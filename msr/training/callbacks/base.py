@@ -19,6 +19,7 @@ class Evaluation:
     epoch: int
     global_step: int
     result: EvaluationResult  # metrics on every rank; results and calibration data on rank 0
+    ground_truth: str | None = None  # the annotation file evaluated against
 
 
 class EvaluationCallback(pl.Callback):

@@ -13,7 +13,8 @@ from msr.training.callbacks.base import Evaluation, EvaluationCallback
 class EvaluationFiles(EvaluationCallback):
     """On rank 0, after every evaluation, write into `folder` (atomically):
 
-    `<split>_metrics.json`  {"split", "epoch", "global_step", every metric of the evaluation};
+    `<split>_metrics.json`  {"split", "epoch", "global_step", "ann_file" (the annotations evaluated
+                            against), every metric of the evaluation};
     `bbox_results.json`, `segm_results.json`  the COCO results that were evaluated (if `save_results`).
     """
 
@@ -35,6 +36,7 @@ class EvaluationFiles(EvaluationCallback):
             "split": evaluation.split,
             "epoch": evaluation.epoch,
             "global_step": evaluation.global_step,
+            "ann_file": evaluation.ground_truth,
             **result.metrics,
         }
         write_json_atomic(record, self.folder / f"{evaluation.split}_metrics.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from msr.evaluation.results import predictions_to_coco
 from msr.files import write_json_atomic
 from msr.viz.overlays import draw_prediction, save_png
 
+log = logging.getLogger(__name__)
+
 
 class PredictionWriter(BasePredictionWriter):
     """Turns each predict batch into COCO results and overlay PNGs as it comes; writes the JSON at the end.
@@ -22,6 +25,11 @@ class PredictionWriter(BasePredictionWriter):
     (`segmentation` RLE, `score` = mask score, `class_score`, `mask_iou`), `images.json` (the COCO
     `images` list: ids map back to file names) and `overlays/<picture>.png` (detections whose box score
     is at least `score_thresh`). Under DDP every rank converts its pictures and rank 0 writes the files.
+
+    Pictures the data set could not read (samples marked `unreadable`, see `ImageFolderDataset`) get no
+    results; they are listed in `skipped_images.json` and named on stdout. When prediction stops on an
+    error, the results of the pictures done so far are written all the same (under DDP each rank writes
+    its own, `<name>.rank<r>.json`), so no finished work is lost.
     """
 
     def __init__(
@@ -34,6 +42,7 @@ class PredictionWriter(BasePredictionWriter):
         self.overlays = bool(overlays)
         self.results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}
         self.images: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []  # image_id, file_name, reason
 
     def write_on_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Any,
@@ -43,6 +52,10 @@ class PredictionWriter(BasePredictionWriter):
         metas, detections = prediction
         for meta, det in zip(metas, detections):
             image_id, file_name = int(meta["image_id"]), str(meta["file_name"])
+            if "unreadable" in meta:
+                reason = str(meta["unreadable"])
+                self.skipped.append({"image_id": image_id, "file_name": file_name, "reason": reason})
+                continue
             height, width = (int(s) for s in meta["orig_size"])
             image = {"image_id": image_id, "file_name": file_name, "height": height, "width": width}
             self.images.append(image)
@@ -58,9 +71,38 @@ class PredictionWriter(BasePredictionWriter):
         """Gather every rank's results and write the JSON files (rank 0)."""
         gathered = {kind: gather_results(results, [])[0] for kind, results in self.results.items()}
         images, _ = gather_results(self.images, [])
+        skipped, _ = gather_results(self.skipped, [])
         if not trainer.is_global_zero:
             return
-        for kind, results in gathered.items():
-            write_json_atomic(results, self.folder / f"{kind}_results.json")
-        write_json_atomic([{"id": i.pop("image_id"), **i} for i in images], self.folder / "images.json")
+        self._write(gathered, images, skipped)
         print(f"msr-predict: {len(images)} pictures, {len(gathered['segm'])} detections -> {self.folder}")
+        if skipped:
+            names = ", ".join(s["file_name"] for s in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+            print(f"msr-predict: skipped {len(skipped)} unreadable pictures: {names} (skipped_images.json)")
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Write the results of the pictures done so far (this rank's own under DDP); no gathering."""
+        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        self._write(self.results, self.images, self.skipped, suffix)
+        log.warning(
+            "msr-predict stopped after %d pictures; their results are in %s", len(self.images), self.folder
+        )
+
+    def _write(
+        self,
+        results: dict[str, list[dict[str, Any]]],
+        images: list[dict[str, Any]],
+        skipped: list[dict[str, Any]],
+        suffix: str = "",
+    ) -> None:
+        """Write `<kind>_results<suffix>.json`, `images<suffix>.json` and `skipped_images<suffix>.json`
+        (when pictures were skipped); return None."""
+        for kind, kind_results in results.items():
+            write_json_atomic(kind_results, self.folder / f"{kind}_results{suffix}.json")
+        listed = [{"id": i["image_id"], **{k: v for k, v in i.items() if k != "image_id"}} for i in images]
+        write_json_atomic(listed, self.folder / f"images{suffix}.json")
+        if skipped:
+            listed = [{"file_name": s["file_name"], "reason": s["reason"]} for s in skipped]
+            write_json_atomic(listed, self.folder / f"skipped_images{suffix}.json", indent=1)

@@ -1,0 +1,53 @@
+"""Checkpoints written atomically in their own folder: a crash or `kill -9` never leaves a half-written one.
+
+Lightning's own writer goes through an fsspec transaction whose temporary file lies in the system temp
+folder: a `kill -9` leaves it there, and the final move is only atomic when that folder is on the same
+filesystem as the run. `AtomicCheckpointIO` writes through `msr.files.atomic_path` instead: a temporary
+file beside the checkpoint, fsync'ed, then renamed onto it. A reader (a resume, msr-eval) sees the old
+checkpoint or the whole new one; temporaries that a killed process left behind are removed by the next
+successful write of the same checkpoint.
+
+Test hook: with the environment variable `MSR_TEST_CHECKPOINT_PAUSE=<seconds>` every write waits that long
+between writing the temporary file and renaming it, so that tests can kill a process in the middle of a
+checkpoint write (tests/robustness). Never set it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from msr.files import atomic_path
+
+#: Seconds to wait between writing a checkpoint's temporary file and renaming it (tests only).
+PAUSE_VARIABLE = "MSR_TEST_CHECKPOINT_PAUSE"
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Return the temporary files that interrupted atomic writes of `path` left beside it."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's `TorchCheckpointIO`, writing atomically in the checkpoint's own folder."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """Write `checkpoint` to `path` with `torch.save` through a temporary file beside it; return None."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        leftovers = stale_temporaries(path)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+            pause = float(os.environ.get(PAUSE_VARIABLE) or 0)
+            if pause > 0:
+                time.sleep(pause)
+        for stale in leftovers:
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,63 @@
+"""The paired head-only protocol through the real CLI: one trunk per seed, trained once and cached; every
+head variant trains only its head on it, so all variants score the very same boxes and masks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
+from entry_cli import TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "MSR_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+            "HYDRA_FULL_ERROR": "0"}
+
+
+def detections(job: Path) -> list[tuple]:
+    """Return each segm detection's picture, class, mask and class score (what the trunk decides)."""
+    segm = json.loads((job / "eval" / "segm_results.json").read_text())
+    return [(r["image_id"], r["category_id"], r["segmentation"]["counts"], r["class_score"]) for r in segm]
+
+
+def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_path):
+    sweep, trunks = tmp_path / "sweep", tmp_path / "trunks"
+    overrides = [*TINY, "schedule=cpu_tiny", "protocol=head_only", f"protocol.trunk_cache={trunks}"]
+    run_cli(
+        "train", "--multirun", *overrides, "head=maskiou,maskiou_multiply", f"hydra.sweep.dir={sweep}",
+        env=env, cwd=tmp_path,
+    )
+    jobs = [sweep / "0", sweep / "1"]
+    infos = [json.loads((job / "run_config.json").read_text())["config"]["protocol"]["trunk"] for job in jobs]
+    assert infos[0] == infos[1]  # one trunk for the seed ...
+    assert [p.name for p in trunks.iterdir() if p.is_dir()] == [infos[0]["key"]]  # ... trained once
+    trunk = torch.load(infos[0]["checkpoint"], map_location="cpu", weights_only=True)
+    assert trunk["global_step"] == 4 and not any("maskiou" in k for k in trunk["state_dict"])
+
+    for job in jobs:
+        state = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert state["global_step"] == 4
+        for key, value in trunk["state_dict"].items():  # weights and BatchNorm statistics untouched
+            assert torch.equal(state["state_dict"][key], value), key
+    first, second = detections(jobs[0]), detections(jobs[1])
+    assert first and first == second  # the very same boxes and masks, ranked by different MaskIoU heads
+    ious = [json.loads((job / "eval" / "segm_results.json").read_text())[0]["mask_iou"] for job in jobs]
+    assert ious[0] != ious[1]
+
+    log = (jobs[1] / "train.log").read_text()
+    assert f"trunk {infos[0]['key']} from the cache" in log  # the second job found it trained
+
+
+def test_head_only_needs_a_head(env, tmp_path):
+    overrides = [*TINY, "schedule=cpu_tiny", "protocol=head_only", "head=none"]
+    overrides.append(f"hydra.run.dir={tmp_path}/run")
+    proc = run_cli("train", *overrides, env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "protocol=head_only" in proc.stderr and "head=none" in proc.stderr
