@@ -19,9 +19,10 @@ install: $(VENV)/.installed
 train: install
 	$(BIN)/msr-train experiment=quickstart $(ARGS)
 
+# Two pytest workers (pytest-xdist), each taking whole test files: about 12 min on 2 CPU cores.
 test: install
 	$(BIN)/python -m ruff check msr tests experiments
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Every benchmark under experiments/benchmarks/ -> experiments/benchmarks/results/{*.json,SUMMARY.md}
 bench: install

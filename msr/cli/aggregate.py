@@ -4,8 +4,7 @@
 
 Writes `<out>.md` and `<out>.csv` (see `msr.studies.aggregate`): mean ± std over seeds per variant and,
 unless `--bootstrap 0`, each variant's paired differences to `--reference` with 95% intervals; prints
-the Markdown. Exit
-status 2 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
+the Markdown. Exit status 2 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--reference",
         default=None,
-        help="the reference variant: the first whose name contains this text (default: the first variant)",
+        help="the reference variant: the one with this name or override (e.g. head=maskiou), else the first "
+        "whose name contains this text (default: the first variant)",
     )
     parser.add_argument(
         "--bootstrap",

@@ -246,12 +246,18 @@ def aggregate(
 
 
 def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
-    """Return the index of the reference variant: the first whose name contains `reference` (default 0)."""
+    """Return the index of the reference variant (default 0): the variant named `reference` or, if none
+    is, the first one among whose overrides (or in whose name) `reference` occurs."""
     if reference is None:
         return 0
-    for index, variant in enumerate(variants):
-        if reference in variant.name:
-            return index
+    for matches in (
+        lambda v: reference == v.name,
+        lambda v: reference in v.overrides,
+        lambda v: reference in v.name,
+    ):
+        for index, variant in enumerate(variants):
+            if matches(variant):
+                return index
     names = ", ".join(f"`{v.name}`" for v in variants)
     raise AggregateError(f"no variant's name contains {reference!r}; the variants are {names}")
 

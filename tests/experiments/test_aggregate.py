@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from msr.studies.aggregate import AggregateError, aggregate, variant_key
+from msr.studies.aggregate import AggregateError, Variant, aggregate, reference_index, variant_key
 
 
 def markdown(path):
@@ -127,3 +127,12 @@ def test_scored_metrics_fill_gaps_and_give_the_per_seed_rescoring_gain(tmp_path)
     (tmp_path / "1" / "eval" / "scored_metrics.json").write_text("[1, 2]")
     with pytest.raises(AggregateError, match=r"1/eval/scored_metrics.json: must hold an object"):
         aggregate([tmp_path], tmp_path / "out")
+
+
+def test_reference_is_the_variant_named_before_one_that_merely_contains_the_text() -> None:
+    variants = [Variant(("head=maskiou_multiply",)), Variant(("head=maskiou",)), Variant(("head=none",))]
+    assert reference_index(variants, "head=maskiou") == 1  # exact override, not the first substring
+    assert reference_index(variants, "multiply") == 0
+    assert reference_index(variants, None) == 0
+    with pytest.raises(AggregateError, match="head=none"):
+        reference_index(variants, "tau")
