@@ -8,11 +8,10 @@ is a no-op when torch.distributed is not initialised or has a single rank.
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
-
-import torch.distributed as dist
 
 #: Environment variables that launchers set to the process rank, in the order they are trusted
 #: (the rule of Lightning's `rank_zero_only`).
@@ -21,14 +20,27 @@ RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 _gloo_group: tuple[Any, Any] | None = None  # (default group it was made for, gloo group)
 
 
+def _dist() -> Any:
+    """Return torch.distributed, imported on first use (scoring a results file needs no torch)."""
+    import torch.distributed
+
+    return torch.distributed
+
+
 def is_initialized() -> bool:
-    """Return True when torch.distributed is available and its default process group exists."""
+    """Return True when torch.distributed is available and its default process group exists.
+
+    Without torch loaded no process group can exist: False, and torch is not imported for the answer.
+    """
+    if "torch" not in sys.modules:
+        return False
+    dist = _dist()
     return dist.is_available() and dist.is_initialized()
 
 
 def is_distributed() -> bool:
     """Return True when torch.distributed is initialised with more than one rank."""
-    return is_initialized() and dist.get_world_size() > 1
+    return is_initialized() and _dist().get_world_size() > 1
 
 
 def get_rank() -> int:
@@ -38,7 +50,7 @@ def get_rank() -> int:
     SLURM_PROCID, JSM_NAMESPACE_RANK that is set, else 0.
     """
     if is_initialized():
-        return dist.get_rank()
+        return _dist().get_rank()
     for key in RANK_ENV:
         value = os.environ.get(key)
         if value is not None:
@@ -48,7 +60,7 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     """Return the number of ranks of the default process group (1 when not initialised)."""
-    return dist.get_world_size() if is_initialized() else 1
+    return _dist().get_world_size() if is_initialized() else 1
 
 
 def object_group() -> Any:
@@ -57,11 +69,11 @@ def object_group() -> Any:
     Collective: the first call on a non-gloo default group must happen on every rank.
     """
     global _gloo_group
-    if dist.get_backend() == "gloo":
+    if _dist().get_backend() == "gloo":
         return None
-    world = dist.group.WORLD
+    world = _dist().group.WORLD
     if _gloo_group is None or _gloo_group[0] is not world:
-        _gloo_group = (world, dist.new_group(backend="gloo"))
+        _gloo_group = (world, _dist().new_group(backend="gloo"))
     return _gloo_group[1]
 
 
@@ -99,9 +111,9 @@ def gather_results(
     if not is_distributed():
         return dedupe_by_image([(results, image_ids)])
     group = object_group()
-    rank = dist.get_rank()
-    gathered: list[Any] | None = [None] * dist.get_world_size() if rank == dst else None
-    dist.gather_object((results, image_ids), gathered, dst=dst, group=group)
+    rank = _dist().get_rank()
+    gathered: list[Any] | None = [None] * _dist().get_world_size() if rank == dst else None
+    _dist().gather_object((results, image_ids), gathered, dst=dst, group=group)
     if rank != dst:
         return [], []
     return dedupe_by_image(gathered)
@@ -111,6 +123,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Return rank `src`'s `obj` on every rank (collective); `obj` itself when not distributed."""
     if not is_distributed():
         return obj
-    box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src, group=object_group())
+    box = [obj if _dist().get_rank() == src else None]
+    _dist().broadcast_object_list(box, src=src, group=object_group())
     return box[0]

@@ -7,7 +7,9 @@ through PYTHONPATH with this venv) on the same synthetic data, the two alternati
 load hits both alike. Each side trains `experiment=quickstart` for a short and a long number of steps with
 no evaluation; the difference of the two wall times, divided by the difference of the images they trained
 on, is the training throughput without start-up. Prints a table and a JSON line with the ratio
-(this / baseline); run_benchmarks.py collects it.
+(this / baseline); run_benchmarks.py collects it. `--variant NAME=OVERRIDE,OVERRIDE` adds this checkout's
+quickstart with extra overrides as another side (a lever measured against the same baseline in the same
+run), e.g. `--variant batch8=data.batch_size=8`.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def main() -> None:
     parser.add_argument("--baseline", default="bd7f377", help="commit of the baseline code and recipe")
     parser.add_argument("--steps", type=int, nargs=2, default=(30, 90), help="short and long run, in steps")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the four runs")
-    parser.add_argument("--new-batch", type=int, default=None, help="images per step of this recipe")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME=OVERRIDE[,OVERRIDE...]: another side to time"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -68,32 +72,46 @@ def main() -> None:
         tmp = Path(tmp)
         old_root = baseline_checkout(args.baseline, tmp)
         base_env = {**os.environ, "WANDB_MODE": "disabled"}
+        this = [sys.executable, "-m", "msr.cli.train"]
         sides = {
             "baseline": ([sys.executable, "-m", "msr.train"], env_with_path(base_env, old_root), old_root),
-            "this": ([sys.executable, "-m", "msr.cli.train"], env_with_path(base_env, REPO), REPO),
+            "this": (this, env_with_path(base_env, REPO), REPO),
         }
+        extra = {"baseline": [], "this": []}
+        for variant in args.variant:
+            name, _, overrides = variant.partition("=")
+            sides[name] = (this, env_with_path(base_env, REPO), REPO)
+            extra[name] = overrides.split(",")
         times: dict[str, dict[int, list[float]]] = {side: {s: [] for s in args.steps} for side in sides}
         for _ in range(args.rounds):
             for steps in args.steps:
                 for side, (program, env, cwd) in sides.items():
                     run = tmp / f"{side}-{steps}-{len(times[side][steps])}"
-                    command = [*program, *COMMON, f"trainer.max_steps={steps}", f"hydra.run.dir={run}"]
+                    command = [*program, *COMMON, *extra[side], f"trainer.max_steps={steps}"]
+                    command.append(f"hydra.run.dir={run}")
                     times[side][steps].append(run_seconds(command, env, cwd))
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_root)], check=False)
+    print(json.dumps({"wall_seconds": times}), flush=True)  # the raw times first, whatever follows
 
     short, long = args.steps
-    batches = {"baseline": 4, "this": args.new_batch or this_batch_size()}
+    batches = {side: this_batch_size(extra[side]) for side in sides if side != "baseline"}
+    batches["baseline"] = 4  # bd7f377's quickstart: data.batch_size=4
     rows = {}
     for side in sides:
-        extra = statistics.median(times[side][long]) - statistics.median(times[side][short])
-        per_step = extra / (long - short)
+        seconds = statistics.median(times[side][long]) - statistics.median(times[side][short])
+        per_step = seconds / (long - short)
         images = batches[side]
         rows[side] = {"s_per_step": per_step, "batch": images, "images_per_s": images / per_step}
-    ratio = rows["this"]["images_per_s"] / rows["baseline"]["images_per_s"]
-    print("| code | images/step | s/step | training images/s |")
-    print("| --- | --- | --- | --- |")
+    for row in rows.values():
+        row["ratio"] = row["images_per_s"] / rows["baseline"]["images_per_s"]
+    ratio = rows["this"]["ratio"]
+    print("| code | overrides | images/step | s/step | training images/s | ratio to baseline |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for side, row in rows.items():
-        print(f"| {side} | {row['batch']} | {row['s_per_step']:.3f} | {row['images_per_s']:.2f} |")
+        print(
+            f"| {side} | {' '.join(extra[side]) or '-'} | {row['batch']} | {row['s_per_step']:.3f} "
+            f"| {row['images_per_s']:.2f} | {row['ratio']:.2f}x |"
+        )
     print(f"ratio this / baseline: {ratio:.2f}x")
     figures = {"rows": rows, "ratio": ratio, "times": times, "steps": args.steps}
     print(json.dumps(figures))
@@ -101,12 +119,14 @@ def main() -> None:
         write_json_atomic(figures, args.json, indent=1)
 
 
-def this_batch_size() -> int:
-    """Return the images per step of this checkout's quickstart (data.batch_size of the composed config)."""
+def this_batch_size(overrides: list[str]) -> int:
+    """Return the images per step of this checkout's quickstart with `overrides` (its data.batch_size)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return int(compose("train", overrides=["experiment=quickstart"]).data.batch_size)
+        return int(compose("train", overrides=["experiment=quickstart", *overrides]).data.batch_size)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,14 @@ def test_no_lightning_hydra_or_wandb(module: str) -> None:
 @pytest.mark.parametrize("module", ["msr.errors", "msr.files", "msr.cli.convert", "msr.cli.aggregate"])
 def test_command_lines_do_not_import_torch(module: str) -> None:
     assert "torch" not in imported_after(module)
+
+
+def test_scoring_a_results_file_does_not_import_torch() -> None:
+    """msr-eval's scoring mode: the scoring, the rank helper it asks and the CLI module stay torch-free."""
+    code = (
+        "import sys, msr.cli.evaluate, msr.evaluation.scoring, msr.distributed as d; "
+        "assert d.get_rank() == 0 and d.get_world_size() == 1 and not d.is_distributed(); "
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
