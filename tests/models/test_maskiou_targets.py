@@ -142,9 +142,12 @@ def test_target_class_strategy_on_a_hand_built_roi():
     assert torch.equal(supervision.values, supervision.roi_iou)
 
 
-def test_present_classes_strategy_adds_the_present_classes_to_the_target_class():
+def two_roi_case():
+    """Return (masks, gt_labels, proposals, rois, probs): the geometry of
+    test_present_class_targets_marks_classes_inside_the_roi, one image, 4 classes. RoI 0 (class 1)
+    covers only class 1's GT, RoI 1 (class 2) both; class 1 is predicted on the left half of the 4x4
+    grid, class 2 on the right half."""
     masks, gt_labels = two_class_image()
-    # The geometry of test_present_class_targets_marks_classes_inside_the_roi, one image, 4 classes.
     proposals = torch.tensor([[0.0, 0.0, 3.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
     rois = PositiveRoIs.from_samples(
         [proposals],
@@ -156,6 +159,11 @@ def test_present_classes_strategy_adds_the_present_classes_to_the_target_class()
     probs = torch.zeros(2, 4, 4, 4)
     probs[:, 1, :, :2] = 0.9
     probs[:, 2, :, 2:] = 0.9
+    return masks, gt_labels, proposals, rois, probs
+
+
+def test_present_classes_strategy_adds_the_present_classes_to_the_target_class():
+    masks, gt_labels, proposals, rois, probs = two_roi_case()
     supervision = PresentClassesTargets()(probs, rois)
     class_targets, _ = present_class_targets(probs, proposals, masks, gt_labels)
     # RoI 0 (class 1): only class 1 present; RoI 1 (class 2): classes 1 and 2 present. Class 3 never.
@@ -184,18 +192,7 @@ def test_all_classes_others_zero_strategy_supervises_every_foreground_class():
 
 def test_all_classes_strategy_learns_every_class_present_ones_with_their_iou():
     """Paper Table 5 (2): every foreground class; absent classes 0, present ones their IoU (not 0)."""
-    masks, gt_labels = two_class_image()
-    proposals = torch.tensor([[0.0, 0.0, 3.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
-    rois = PositiveRoIs.from_samples(
-        [proposals],
-        [torch.tensor([0, 1])],
-        [torch.tensor([1, 2])],
-        [{"masks": masks, "labels": gt_labels}],
-        mask_size=4,
-    )
-    probs = torch.zeros(2, 4, 4, 4)
-    probs[:, 1, :, :2] = 0.9
-    probs[:, 2, :, 2:] = 0.9
+    _, _, _, rois, probs = two_roi_case()
     supervision = AllClassesTargets()(probs, rois)
     assert supervision.rows.tolist() == [0, 0, 0, 1, 1, 1] and supervision.cols.tolist() == [1, 2, 3] * 2
     present = PresentClassesTargets()(probs, rois)
