@@ -1,4 +1,4 @@
-"""The one atomic file writer and the one JSON reader of msr.
+"""The one atomic file writer (and folder builder) and the one JSON reader of msr.
 
 Writers go through `atomic_path`: the content goes to a temporary file in the destination folder,
 is flushed to disk (fsync) and renamed onto the destination, so a reader sees either the old file or
@@ -11,8 +11,9 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,32 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def build_folder_once(
+    root: PathLike, is_complete: Callable[[Path], bool], write: Callable[[Path], Any]
+) -> Path:
+    """Return `root`, first filled by `write(folder)` unless `is_complete(root)` already holds.
+
+    `write` fills a temporary sibling folder, which is then renamed to `root`, so an interrupted run
+    never leaves a half-written folder, and concurrent processes (DDP ranks) end up sharing one
+    complete copy: when another process's rename came first, this one's copy is dropped.
+    """
+    root = Path(root)
+    if is_complete(root):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not is_complete(root):  # not a concurrent writer that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
 
 
 def write_text_atomic(text: str, path: PathLike) -> Path:

@@ -16,16 +16,13 @@ to the JSON file chunk by chunk, so generating the train split needs little memo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from msr.files import atomic_path
+from msr.files import atomic_path, build_folder_once
 
 COCO_TRAIN_IMAGES = 118_287
 COCO_VAL_IMAGES = 5_000
@@ -310,18 +307,9 @@ def cached_coco_like_layout(
     params = {"num_train": num_train, "num_val": num_val, "seed": seed, "max_side": max_side}
     key = "-".join(f"{k}{v}" for k, v in params.items())
     root = parent / f"v{GENERATOR_VERSION}-{key}-{pictures}"
-    if (root / "stats.json").is_file():
-        return root
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=parent))
-    try:
-        stats = write_coco_like_layout(tmp, **params, pictures=pictures)
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not (root / "stats.json").is_file():  # not a concurrent writer that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    def write(folder: Path) -> None:
+        stats = write_coco_like_layout(folder, **params, pictures=pictures)
+        (folder / "stats.json").write_text(json.dumps(stats, indent=2))
+
+    return build_folder_once(root, is_complete=lambda r: (r / "stats.json").is_file(), write=write)

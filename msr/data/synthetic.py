@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from PIL import Image
 
 from msr.data.segmentation import mask_to_rle, rle_bbox_xywh
 from msr.data.synthetic_shapes import CATEGORY_NAMES, render_picture
+from msr.files import build_folder_once
 
 #: Bump whenever the pictures or annotations produced for given parameters change.
 GENERATOR_VERSION = 1
@@ -198,18 +197,9 @@ def generate_synthetic_coco(cache_dir: str | Path | None = None, **params: Any) 
     parent = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     parent = parent / "synthetic"
     paths = SyntheticCoco.at(parent / synthetic_cache_key(params))
-    if paths.exists():
-        return paths
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{paths.root.name}.tmp-", dir=parent))
-    try:
-        write_synthetic_coco(tmp, **params)
-        try:
-            os.rename(tmp, paths.root)
-        except OSError:
-            if not paths.exists():  # not a concurrent writer that finished first
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    build_folder_once(
+        paths.root,
+        is_complete=lambda root: SyntheticCoco.at(root).exists(),
+        write=lambda folder: write_synthetic_coco(folder, **params),
+    )
     return paths

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from msr.errors import DatasetError, EvaluationError, UserError
-from msr.files import atomic_path, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from msr.files import (
+    atomic_path,
+    build_folder_once,
+    read_json,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_atomic_path_creates_parents_and_replaces_on_success(tmp_path: Path) -> None:
@@ -91,3 +98,26 @@ def test_read_json_errors_name_what_and_the_file(tmp_path: Path) -> None:
 def test_user_errors_are_value_errors() -> None:
     assert issubclass(DatasetError, UserError) and issubclass(EvaluationError, UserError)
     assert issubclass(UserError, ValueError)
+
+
+def test_build_folder_once_writes_once_and_leaves_nothing_on_failure(tmp_path) -> None:
+    root = tmp_path / "cache" / "set"
+    complete = lambda r: (r / "done").is_file()  # noqa: E731
+    calls = []
+
+    def write(folder):
+        calls.append(folder)
+        (folder / "done").write_text("1")
+
+    assert build_folder_once(root, complete, write) == root and (root / "done").read_text() == "1"
+    assert build_folder_once(root, complete, write) == root and len(calls) == 1  # cached: not rewritten
+    assert calls[0] != root and not calls[0].exists()  # written elsewhere, renamed into place
+
+    def fail(folder):
+        (folder / "half").write_text("x")
+        raise RuntimeError("disk full")
+
+    other = tmp_path / "cache" / "other"
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_folder_once(other, complete, fail)
+    assert sorted(p.name for p in other.parent.iterdir()) == ["set"]  # no half folder, no temporary
