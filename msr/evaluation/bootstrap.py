@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from msr.errors import EvaluationError
+from msr.evaluation.coco_eval import make_cocoeval
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco
 from msr.evaluation.results import ResultsLike, load_results
 
@@ -53,19 +54,10 @@ def evaluate_per_image(
 
     `img_ids`: the pictures that were evaluated (default: every picture of `gt`).
     """
-    from pycocotools.cocoeval import COCOeval
-
     results, _ = load_results(results)
     coco_gt = make_coco(gt, "pycocotools")
-    dets = [dict(r) for r in results]
-    if iou_type == "segm":
-        for d in dets:
-            d.pop("bbox", None)
+    coco_eval = make_cocoeval(coco_gt, results, iou_type, "pycocotools", img_ids)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
-        coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
-        if img_ids is not None:
-            coco_eval.params.imgIds = sorted({int(i) for i in img_ids})
         coco_eval.evaluate()
     params = coco_eval.params
     image_ids = np.asarray(params.imgIds, dtype=np.int64)
@@ -218,17 +210,3 @@ def replicate_aps(evaluation: PerImageEval, draws: np.ndarray, cache: dict[int, 
             with_gt += has_gt
         cache[key] = np.where(with_gt > 0, sums / np.maximum(with_gt, 1), -1.0)
     return cache[key]
-
-
-def _empty_results(coco_gt):
-    """Return a pycocotools COCO of no detections over `coco_gt`'s pictures (loadRes needs one)."""
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = {
-        "images": list(coco_gt.dataset["images"]),
-        "categories": list(coco_gt.dataset["categories"]),
-        "annotations": [],
-    }
-    coco.createIndex()
-    return coco

@@ -71,19 +71,7 @@ def evaluate_coco(
     source = source or default_source
     image_sizes = {img["id"]: (img["height"], img["width"]) for img in coco_gt.dataset["images"]}
     check_results(results, iou_type, image_sizes, coco_gt.getCatIds(), source)
-    # shallow copies: loadRes writes id/area/iscrowd into each dict. A segm result's `bbox` would make
-    # both APIs use the box area for the small/medium/large split, so it goes.
-    dets = [dict(r) for r in results]
-    if iou_type == "segm":
-        for d in dets:
-            d.pop("bbox", None)
-    coco_eval = _make_cocoeval(coco_gt, dets, iou_type, backend)
-    if img_ids is not None:
-        ids = sorted({int(i) for i in img_ids})
-        unknown = set(ids) - set(image_sizes)
-        if unknown:
-            raise EvaluationError(f"img_ids not in the ground truth: {sorted(unknown)[:5]}")
-        coco_eval.params.imgIds = ids
+    coco_eval = make_cocoeval(coco_gt, results, iou_type, backend, img_ids)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_eval.evaluate()
         coco_eval.accumulate()
@@ -137,7 +125,28 @@ def rescoring_metrics(
     return metrics
 
 
-def _make_cocoeval(coco_gt: Any, dets: Results, iou_type: str, backend: str) -> Any:
+def make_cocoeval(
+    coco_gt: Any, results: Results, iou_type: str, backend: str, img_ids: Iterable[int] | None = None
+) -> Any:
+    """Return the backend's COCOeval (not yet run) of `results` against `coco_gt`, over `img_ids` (default:
+    every GT picture; an id the GT lacks raises EvaluationError). The caller's dicts are not modified."""
+    # shallow copies: loadRes writes id/area/iscrowd into each dict. A segm result's `bbox` would make
+    # both APIs use the box area for the small/medium/large split, so it goes.
+    dets = [dict(r) for r in results]
+    if iou_type == "segm":
+        for d in dets:
+            d.pop("bbox", None)
+    coco_eval = _backend_cocoeval(coco_gt, dets, iou_type, backend)
+    if img_ids is not None:
+        ids = sorted({int(i) for i in img_ids})
+        unknown = set(ids) - set(coco_gt.getImgIds())
+        if unknown:
+            raise EvaluationError(f"img_ids not in the ground truth: {sorted(unknown)[:5]}")
+        coco_eval.params.imgIds = ids
+    return coco_eval
+
+
+def _backend_cocoeval(coco_gt: Any, dets: Results, iou_type: str, backend: str) -> Any:
     """Return the backend's COCOeval over `coco_gt` and the detections `dets` (which it may modify)."""
     if backend == "faster_coco_eval":
         from faster_coco_eval import COCOeval_faster
