@@ -7,6 +7,10 @@ its progress bar, and sizes `schedule.max_epochs` so that the real runs end insi
 probe's rates and the chosen epochs are written to `<out>/plan.json`. `+trainer.max_time` guards
 every job as well: a job stopped by it still evaluates, and `plan.json` records which were stopped.
 
+Measured on one H200 (experiments/README.md, "On a lent GPU"): six 128-px synthetic runs side by side
+made 14 steps/s together, one alone 13.8, so packing jobs on one GPU gains nothing for this model;
+the script's use is one command, one folder and one time budget for a study, not speed.
+
     python experiments/parallel_runs.py --out runs/study_a --variants head=maskiou head=none \\
         --seeds 0 1 2 --budget-s 400 --steps-per-epoch 250 -- experiment=synthetic_converged trainer=gpu
 """
@@ -30,6 +34,16 @@ def job_name(variant: str, seed: int) -> str:
     return re.sub(r"[^\w.-]", "_", variant.replace("=", "-")) + f"_seed{seed}"
 
 
+def last_rate(text: str) -> float | None:
+    """Return the last training rate (steps/s) a progress bar printed in `text` ('2.5it/s' or '1.3s/it'),
+    or None when it printed none."""
+    rates = RATE.findall(text)
+    if not rates:
+        return None
+    value, unit = rates[-1]
+    return float(value) if unit == "it/s" else 1 / float(value)
+
+
 def launch(out: Path, variant: str, seed: int, common: list[str], extra: list[str]) -> tuple[Path, Any]:
     """Start one msr-train job; return its folder and process (stdout and stderr in `<folder>.log`)."""
     folder = out / job_name(variant, seed)
@@ -49,11 +63,7 @@ def run_all(out: Path, jobs: list[tuple[str, int]], common: list[str], extra: li
     for variant, seed, folder, proc in running:
         status = proc.wait()
         text = Path(f"{folder}.log").read_text(errors="replace")
-        rates = RATE.findall(text)
-        rate = None
-        if rates:
-            value, unit = rates[-1]
-            rate = float(value) if unit == "it/s" else 1 / float(value)
+        rate = last_rate(text)
         report[folder.name] = {
             "variant": variant,
             "seed": seed,

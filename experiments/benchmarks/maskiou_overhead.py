@@ -24,6 +24,9 @@ import torch
 
 from msr.models import ConcatMaskIoUHead, build_detector, build_resnet_fpn_backbone
 
+#: Gradient-norm clip of the timed training steps: random weights under frozen BatchNorm diverge without it.
+MAX_GRAD_NORM = 10.0
+
 
 def make_batch(
     batch: int, height: int, width: int, instances: int, num_classes: int, device: str, seed: int = 0
@@ -70,6 +73,7 @@ def time_train_step(model, optimizer, images, targets, device: str, seed: int) -
     losses = model(images, targets)
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
     optimizer.step()
     _sync(device)
     return time.perf_counter() - start

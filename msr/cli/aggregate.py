@@ -13,7 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from msr.studies.aggregate import AggregateError, aggregate
+from msr.errors import UserError
+from msr.studies.aggregate import aggregate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
-    except AggregateError as err:
+    except UserError as err:  # AggregateError, an unreadable annotation or results file, ...
         print(f"msr-aggregate: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     print(md.read_text())

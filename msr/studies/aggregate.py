@@ -47,6 +47,7 @@ IGNORED_KEYS = (
     "data.cache_dir",
     "protocol.trunk",  # the head-only protocol's trunk of each seed (runs are paired on it)
     "init.weights",  # set by the head-only protocol to that trunk
+    "trainer.max_time",  # a wall-clock guard (experiments/parallel_runs.py), not a design choice
 )
 #: Overrides that do not name a variant: a study only chooses what its sweep varies.
 UNNAMED_KEYS = ("study",)

@@ -12,6 +12,7 @@ MaskIoU head's alone.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from msr.evaluation.bootstrap import (
 )
 from msr.evaluation.calibration import class_score_results
 from msr.files import read_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class VariantIntervals:
 
 
 def annotation_file(run: Path, cache: dict[str, str]) -> str:
-    """Return the annotation file the run was evaluated on: recorded in `eval/val_metrics.json`, else the
-    val annotations of the run's data config (prepared if needed)."""
+    """Return the annotation file the run was evaluated on: recorded in `eval/val_metrics.json` when that
+    file exists here, else the val annotations of the run's data config (prepared if needed): a run
+    trained on another machine (a lent GPU) recorded that machine's path, and the synthetic set of the
+    same parameters is the same set everywhere."""
     recorded = read_json(run / "eval" / "val_metrics.json", "metrics file").get("ann_file")
-    if recorded:
+    if recorded and Path(recorded).is_file():
         return str(recorded)
+    if recorded:
+        log.warning("%s: recorded annotation file %s is not here; using the run's data config", run, recorded)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 

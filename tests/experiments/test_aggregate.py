@@ -36,7 +36,9 @@ def make_job(folder, overrides, metrics, config=None):
 
 
 def test_variant_ignores_seed_logging_and_order():
-    a = variant_key(["seed=2", "head=none", "experiment=x", "logger=csv", "hydra.sweep.dir=/a"])
+    a = variant_key(
+        ["seed=2", "head=none", "experiment=x", "logger=csv", "hydra.sweep.dir=/a", "+trainer.max_time=1:00"]
+    )
     b = variant_key(["experiment=x", "head=none", "seed=0"])
     assert a == b == ("experiment=x", "head=none")
 
@@ -82,6 +84,13 @@ def test_errors_name_the_folder_or_file(tmp_path):
     )
     assert proc.returncode == 2 and "missing: no such folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # an unreadable results file met while bootstrapping: one line that names it, no traceback
+    (tmp_path / "0" / "eval" / "val_metrics.json").write_text(json.dumps({"segm/AP": 0.3}))
+    (tmp_path / "0" / "eval" / "segm_results.json").write_text("{broken")
+    command = [sys.executable, "-m", "msr.cli.aggregate", str(tmp_path), "--out", out]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("msr-aggregate: error: ") and "0/eval/segm_results.json" in proc.stderr
 
 
 def config(seed, threshold=0.0, design="concat"):

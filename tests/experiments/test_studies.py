@@ -39,7 +39,7 @@ def test_study_sweeps_its_variable_over_three_seeds(study, env, tmp_path):
     assert hydra["sweeper"]["params"] == {**STUDIES[study], "seed": "0,1,2"}
 
 
-def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_path):
+def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_path, monkeypatch):
     from msr.evaluation.metrics import RESCORING_GAIN, TITLES
     from msr.studies.aggregate import aggregate
 
@@ -82,3 +82,16 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
         for key in ("segm/AP", "segm_upper_bound/AP", "segm_class_score/AP", "calib/pearson_class_score"):
             if key in own:
                 assert scored[key] == pytest.approx(own[key], abs=1e-12, nan_ok=True), key
+
+    # runs trained on another machine (a lent GPU) recorded that machine's annotation path: the
+    # intervals fall back to the runs' data config (the same synthetic set here) and come out the same
+    for job in sweep.glob("[0-9]*"):
+        metrics_file = job / "eval" / "val_metrics.json"
+        moved = {**json.loads(metrics_file.read_text()), "ann_file": "/elsewhere/instances_val.json"}
+        metrics_file.write_text(json.dumps(moved))
+    monkeypatch.setenv("MSR_CACHE_DIR", env["MSR_CACHE_DIR"])
+    _, moved_table = aggregate([sweep], tmp_path / "moved", reference="head=none", replicates=200)
+    with moved_table.open() as f:
+        moved_rows = {row["variant"].split("head=")[1].split()[0]: row for row in csv.DictReader(f)}
+    for column in ("delta segm AP vs reference", "delta segm AP vs reference low", "rescoring gain high"):
+        assert moved_rows["maskiou"][column] == rows["maskiou"][column], column
