@@ -39,6 +39,18 @@ def test_study_sweeps_its_variable_over_three_seeds(study, env, tmp_path):
     assert hydra["sweeper"]["params"] == {**STUDIES[study], "seed": "0,1,2"}
 
 
+def test_threshold_study_stops_the_maskiou_gradient_for_every_tau_and_the_default_does_not(env, tmp_path):
+    def job(*overrides):
+        overrides = ("--cfg", "job", *overrides, "experiment=synthetic_ablation")
+        proc = run_cli("train", *overrides, env=env, cwd=tmp_path)
+        return yaml.safe_load(proc.stdout)["model"]
+
+    assert job("study=threshold")["maskiou_detach"] is True
+    default = job()
+    assert default["maskiou_detach"] is False and default["maskiou_loss"]["threshold"] == 0.0
+    assert default["maskiou_loss"]["normalizer"] == "kept"
+
+
 def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_path, monkeypatch):
     from msr.evaluation.metrics import RESCORING_GAIN, TITLES
     from msr.studies.aggregate import aggregate

@@ -48,6 +48,20 @@ def test_threshold_tau_drops_low_iou_rois_and_empty_selection_is_zero_with_grad(
     assert pred.grad is not None
 
 
+def test_positives_normalizer_divides_by_every_positive_roi_and_agrees_when_all_are_kept():
+    pred = torch.tensor([[0.0, 0.9], [0.0, 0.2], [0.0, 0.4]])
+    ious, labels = torch.tensor([0.3, 0.8, 0.6]), torch.tensor([1, 1, 1])
+    supervision = supervise(TargetClassTargets(), pred, ious, labels)
+    kept_sum = 0.5 * (0.2 - 0.8) ** 2  # only the RoI of IoU 0.8 passes tau = 0.7
+    assert MaskIoULoss(threshold=0.7)(pred, supervision).item() == pytest.approx(kept_sum)
+    positives = MaskIoULoss(threshold=0.7, normalizer="positives")(pred, supervision)
+    assert positives.item() == pytest.approx(kept_sum / 3)
+    every = [MaskIoULoss(normalizer=n)(pred, supervision).item() for n in ("kept", "positives")]
+    assert every[0] == every[1]  # tau = 0 and every IoU > 0: the same loss, bit for bit
+    with pytest.raises(ValueError, match="normalizer must be one of kept, positives, got 'all'"):
+        MaskIoULoss(normalizer="all")
+
+
 def test_all_classes_others_zero_supervises_other_foreground_classes_with_zero():
     pred = torch.tensor([[0.7, 0.5, 0.3]])
     supervision = supervise(AllClassesOthersZeroTargets(), pred, torch.tensor([0.5]), torch.tensor([1]))
