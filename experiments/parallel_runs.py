@@ -49,26 +49,32 @@ def launch(out: Path, variant: str, seed: int, common: list[str], extra: list[st
     folder = out / job_name(variant, seed)
     command = [sys.executable, "-m", "msr.cli.train", *common, *variant.split(), f"seed={seed}", *extra]
     command.append(f"hydra.run.dir={folder}")
-    log = open(f"{folder}.log", "w")  # noqa: SIM115  (closed by the caller through the process)
-    log.write(" ".join(command) + "\n")
-    log.flush()
-    return folder, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with open(f"{folder}.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        return folder, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
 def run_all(out: Path, jobs: list[tuple[str, int]], common: list[str], extra: list[str]) -> dict[str, Any]:
-    """Run every (variant, seed) job at once; return each job's exit status, wall seconds and last rate."""
+    """Run every (variant, seed) job at once; return each job's exit status, seconds from the launch to
+    its end (to the second), last training rate and whether +trainer.max_time stopped it."""
     started = time.perf_counter()
     running = [(variant, seed, *launch(out, variant, seed, common, extra)) for variant, seed in jobs]
+    ended: dict[int, float] = {}
+    while len(ended) < len(running):
+        for index, (*_, proc) in enumerate(running):
+            if index not in ended and proc.poll() is not None:
+                ended[index] = time.perf_counter() - started
+        time.sleep(1)
     report = {}
-    for variant, seed, folder, proc in running:
-        status = proc.wait()
+    for index, (variant, seed, folder, proc) in enumerate(running):
         text = Path(f"{folder}.log").read_text(errors="replace")
         rate = last_rate(text)
         report[folder.name] = {
             "variant": variant,
             "seed": seed,
-            "exit": status,
-            "wall_s": round(time.perf_counter() - started, 1),
+            "exit": proc.returncode,
+            "wall_s": round(ended[index]),
             "steps_per_s": rate,
             "stopped_by_max_time": "Time limit reached" in text,
         }

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from msr.errors import EvaluationError
 from msr.evaluation.bootstrap import (
     Interval,
     PerImageEval,
     bootstrap_counts,
+    coco_ap,
     contrast_interval,
     evaluate_per_image,
 )
@@ -86,6 +88,13 @@ def run_pictures(run: Path, cache: dict[str, str]) -> RunPictures | None:
     ann_file = annotation_file(run, cache)
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
     by_mask = evaluate_per_image(results, ann_file)
+    recorded = read_json(run / "eval" / "val_metrics.json", "metrics file").get("segm/AP")
+    if isinstance(recorded, (int, float)) and abs(coco_ap(by_mask) - recorded) > 1e-6:
+        # the pictures resampled must be the ones the run was scored on (a moved run's fallback above)
+        raise EvaluationError(
+            f"{results_file} scores segm AP {coco_ap(by_mask):.6f} against {ann_file}, but the run recorded "
+            f"{recorded:.6f}: these are not the annotations it was evaluated on"
+        )
     with_iou = any(r.get("mask_iou") is not None for r in results)
     by_class = evaluate_per_image(class_score_results(results), ann_file) if with_iou else None
     return RunPictures(int(config.get("seed", 0)), read_trunk(run), by_mask, by_class)

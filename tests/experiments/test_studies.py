@@ -52,6 +52,7 @@ def test_threshold_study_stops_the_maskiou_gradient_for_every_tau_and_the_defaul
 
 
 def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_path, monkeypatch):
+    from msr.errors import EvaluationError
     from msr.evaluation.metrics import RESCORING_GAIN, TITLES
     from msr.studies.aggregate import aggregate
 
@@ -107,3 +108,9 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
         moved_rows = {row["variant"].split("head=")[1].split()[0]: row for row in csv.DictReader(f)}
     for column in ("delta segm AP vs reference", "delta segm AP vs reference low", "rescoring gain high"):
         assert moved_rows["maskiou"][column] == rows["maskiou"][column], column
+    # annotations other than those a run was scored on are refused, not silently resampled
+    job = next(sweep.glob("[0-9]*"))
+    metrics_file = job / "eval" / "val_metrics.json"
+    metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "segm/AP": 0.123456}))
+    with pytest.raises(EvaluationError, match=r"the run recorded 0\.123456: these are not the annotations"):
+        aggregate([sweep], tmp_path / "mismatch", reference="head=none", replicates=200)
