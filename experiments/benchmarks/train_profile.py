@@ -4,9 +4,10 @@
 
 Builds `experiment=quickstart` (plus any Hydra overrides given after the options) as msr-train does: the
 synthetic data module's training loader and the detector of `cfg.model`. Then it runs `--warmup` steps and
-profiles `--steps` more (forward, backward, AdamW step; batches loaded before the timed region so the
-profile is the model's), and prints the top operators by self CPU time and the share of the step each
-part of the model takes (backbone + FPN, RPN, box head, mask head, MaskIoU head: record_function scopes).
+profiles `--steps` more (forward, backward, the configured optimizer's step; batches loaded before the
+timed region so the profile is the model's), and prints the top operators by self CPU time and the share
+of the step each part of the model takes (backbone + FPN, RPN, box head, mask head, MaskIoU head:
+record_function scopes).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> None:
         module = submodule(net, path)
         if module is not None:
             scoped(module, label)
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    optimizer = instantiate(cfg.optimizer)([p for p in net.parameters() if p.requires_grad])  # as configured
     loader = iter(datamodule.train_dataloader())
     batches = [next(loader) for _ in range(args.warmup + args.steps)]
 

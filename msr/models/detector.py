@@ -11,14 +11,18 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
 
 from msr.models.maskiou.heads import MaskIoUHead
+from msr.models.roi_align import ROI_ALIGN_IMPLS, SparseMultiScaleRoIAlign
 from msr.models.roi_heads import MaskScoringRoIHeads, TargetStrategy
 
 #: Head layouts: "v1" (torchvision's maskrcnn_resnet50_fpn) or "v2" (maskrcnn_resnet50_fpn_v2's heads).
 LAYOUTS = ("v1", "v2")
 #: FPN levels the RoI heads pool from (P2-P5); the RPN also sees P6, so anchor_sizes has one more entry.
 NUM_POOLED_LEVELS = 4
+#: Names of the FPN levels the RoI heads pool from.
+POOLED_LEVELS = [str(level) for level in range(NUM_POOLED_LEVELS)]
 
 
 class MaskScoringRCNN(MaskRCNN):
@@ -74,6 +78,7 @@ def build_detector(
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
+    roi_align: str = "sparse",
 ) -> MaskScoringRCNN:
     """Return a MaskScoringRCNN on `backbone` (plain Mask R-CNN through the same code when maskiou_head=None).
 
@@ -83,12 +88,16 @@ def build_detector(
     the heavier heads of torchvision's maskrcnn_resnet50_fpn_v2 (BN in the heads, two-conv RPN head,
     four-conv box head); the FPN's norm is the backbone's (build_resnet_fpn_backbone(..., fpn_norm="bn")).
     The layers are created in a fixed order (anchors, RPN head, box head, mask head, MaskIoU head, box
-    predictor, mask predictor), so a seed gives the same weights every time.
+    predictor, mask predictor), so a seed gives the same weights every time. roi_align="sparse" pools RoIs on
+    CPU as one sparse matrix product (msr.models.roi_align: torchvision's numbers up to float rounding, a
+    multithreaded backward); "torchvision" uses torchvision's kernel everywhere (GPUs always do).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if roi_align not in ROI_ALIGN_IMPLS:
+        raise ValueError(f"unknown roi_align {roi_align!r}; choose one of {', '.join(ROI_ALIGN_IMPLS)}")
     if len(anchor_sizes) != NUM_POOLED_LEVELS + 1:
         raise ValueError(f"anchor_sizes needs one size per FPN level (5), got {list(anchor_sizes)}")
     v2 = layout == "v2"
@@ -108,6 +117,7 @@ def build_detector(
     mask_head = MaskRCNNHeads(
         channels, [mask_head_channels] * mask_head_convs, 1, norm_layer=nn.BatchNorm2d if v2 else None
     )
+    pool = SparseMultiScaleRoIAlign if roi_align == "sparse" else MultiScaleRoIAlign
     head = None if maskiou_head is None else maskiou_head(num_classes=num_classes, in_channels=channels)
     maskiou_options = {
         "maskiou_target": maskiou_target,
@@ -127,6 +137,7 @@ def build_detector(
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
         rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        box_roi_pool=pool(POOLED_LEVELS, 7, sampling_ratio=2),
         box_head=box_head,
         box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
         box_batch_size_per_image=box_batch_size_per_image,
@@ -134,6 +145,7 @@ def build_detector(
         box_score_thresh=box_score_thresh,
         box_nms_thresh=box_nms_thresh,
         box_detections_per_img=box_detections_per_img,
+        mask_roi_pool=pool(POOLED_LEVELS, 14, sampling_ratio=2),
         mask_head=mask_head,
         mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes),
     )

@@ -193,4 +193,4 @@ def _pool_for(mask_roi_pool: MultiScaleRoIAlign, size: int) -> MultiScaleRoIAlig
     """Return a RoIAlign like the mask branch's at `size` x `size`; None if that one has this size."""
     if tuple(mask_roi_pool.output_size) == (size, size):
         return None
-    return MultiScaleRoIAlign(mask_roi_pool.featmap_names, size, sampling_ratio=mask_roi_pool.sampling_ratio)
+    return type(mask_roi_pool)(mask_roi_pool.featmap_names, size, sampling_ratio=mask_roi_pool.sampling_ratio)
