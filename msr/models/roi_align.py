@@ -9,8 +9,10 @@ sampling ratio is linear in the features: every output value is a weighted sum o
 The backward is `M^T @ dF`. Both products are multithreaded sparse kernels.
 
 `SparseMultiScaleRoIAlign` is torchvision's `MultiScaleRoIAlign` (same levels, same level mapping,
-same result up to float rounding) that takes this path for float32/float64 CPU features and a
-positive sampling ratio, and torchvision's kernel otherwise (GPU, half precision, adaptive sampling).
+same result up to float rounding) that takes this path when a gradient will flow back to float32/float64
+CPU features with a positive sampling ratio (training), and torchvision's kernel otherwise: inference
+(whose forward alone is not faster this way on large maps, and stays bit-identical to torchvision's),
+GPUs, half precision, adaptive sampling.
 """
 
 from __future__ import annotations
@@ -205,6 +207,8 @@ class SparseMultiScaleRoIAlign(MultiScaleRoIAlign):
         features = [x[name] for name in self.featmap_names]
         sparse = (
             self.sampling_ratio > 0
+            and torch.is_grad_enabled()
+            and any(f.requires_grad for f in features)
             and features[0].device.type == "cpu"
             and features[0].dtype in (torch.float32, torch.float64)
             and all(f.dtype == features[0].dtype for f in features)

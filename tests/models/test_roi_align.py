@@ -96,12 +96,23 @@ def test_adaptive_sampling_and_double_features_take_the_expected_path():
     boxes = [awkward_boxes(10, seed=4), awkward_boxes(10, seed=5)]
     adaptive = pooled_and_grads(SparseMultiScaleRoIAlign(LEVELS, 7, 0), boxes)[0]
     assert torch.equal(adaptive, pooled_and_grads(MultiScaleRoIAlign(LEVELS, 7, 0), boxes)[0])
-    features = OrderedDict((k, v.detach().double()) for k, v in fpn_features().items())
+    features = OrderedDict((k, v.detach().double().requires_grad_()) for k, v in fpn_features().items())
     doubles = [b.double() for b in boxes]
     ours = SparseMultiScaleRoIAlign(LEVELS, 7, 2)(features, doubles, [IMAGE_SIZE] * 2)
     theirs = MultiScaleRoIAlign(LEVELS, 7, 2)(features, doubles, [IMAGE_SIZE] * 2)
-    assert ours.dtype == torch.float64
+    assert ours.dtype == torch.float64 and not torch.equal(ours, theirs)  # the sparse path, not a fallback
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_inference_is_torchvision_bit_for_bit():
+    boxes = [awkward_boxes(30, seed=6), awkward_boxes(30, seed=7)]
+    features = OrderedDict((k, v.detach()) for k, v in fpn_features().items())
+    expected = MultiScaleRoIAlign(LEVELS, 14, 2)(features, boxes, [IMAGE_SIZE] * 2)
+    assert torch.equal(SparseMultiScaleRoIAlign(LEVELS, 14, 2)(features, boxes, [IMAGE_SIZE] * 2), expected)
+    with torch.no_grad():
+        grad_features = fpn_features()
+        pooled = SparseMultiScaleRoIAlign(LEVELS, 14, 2)(grad_features, boxes, [IMAGE_SIZE] * 2)
+    assert torch.equal(pooled, MultiScaleRoIAlign(LEVELS, 14, 2)(features, boxes, [IMAGE_SIZE] * 2))
 
 
 def test_detector_losses_and_gradients_match_torchvision_roi_align(batch):
