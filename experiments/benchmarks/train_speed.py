@@ -120,13 +120,18 @@ def main() -> None:
 
 
 def this_batch_size(overrides: list[str]) -> int:
-    """Return the images per step of this checkout's quickstart with `overrides` (its data.batch_size)."""
+    """Return the images per step of this checkout's quickstart with `overrides`.
+
+    That is data.batch_size times the processes (trainer.devices under a DDP strategy, e.g. trainer=ddp_cpu).
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return int(compose("train", overrides=["experiment=quickstart", *overrides]).data.batch_size)
+        cfg = compose("train", overrides=["experiment=quickstart", *overrides])
+    processes = int(cfg.trainer.devices) if str(cfg.trainer.strategy).startswith("ddp") else 1
+    return int(cfg.data.batch_size) * processes
 
 
 if __name__ == "__main__":
