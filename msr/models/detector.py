@@ -88,9 +88,10 @@ def build_detector(
     the heavier heads of torchvision's maskrcnn_resnet50_fpn_v2 (BN in the heads, two-conv RPN head,
     four-conv box head); the FPN's norm is the backbone's (build_resnet_fpn_backbone(..., fpn_norm="bn")).
     The layers are created in a fixed order (anchors, RPN head, box head, mask head, MaskIoU head, box
-    predictor, mask predictor), so a seed gives the same weights every time. roi_align="sparse" pools RoIs on
-    CPU as one sparse matrix product (msr.models.roi_align: torchvision's numbers up to float rounding, a
-    multithreaded backward); "torchvision" uses torchvision's kernel everywhere (GPUs always do).
+    predictor, mask predictor), so a seed gives the same weights every time. roi_align="sparse" pools
+    the RoIs of a CPU training pass as one sparse matrix product (msr.models.roi_align: torchvision's
+    numbers up to float rounding, a multithreaded backward; inference and GPUs keep torchvision's
+    kernel); "torchvision" uses torchvision's kernel everywhere.
     """
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")

@@ -195,10 +195,11 @@ def infer_scale(feature: Tensor, image_size: tuple[int, int]) -> float:
 
 
 class SparseMultiScaleRoIAlign(MultiScaleRoIAlign):
-    """torchvision's MultiScaleRoIAlign whose CPU float path is one sparse matrix product (see module doc).
+    """torchvision's MultiScaleRoIAlign whose CPU training pass is one sparse matrix product (module doc).
 
     Same constructor and forward as torchvision's; returns the pooled features [K, C, PH, PW] in the
-    order of the boxes.
+    order of the boxes. The sparse path runs when a gradient flows back to float32/float64 CPU features
+    and the sampling ratio is fixed; every other call is torchvision's.
     """
 
     def forward(
