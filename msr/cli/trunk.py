@@ -31,6 +31,7 @@ from msr.data.synthetic import default_cache_dir
 from msr.distributed import get_rank
 from msr.errors import ConfigError
 from msr.files import write_json_atomic
+from msr.training.tracking import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,33 @@ def prepare_trunk(
             if not done.is_file():
                 _train(folder, overrides)
                 checkpoint = folder / "run" / "checkpoints" / "last.ckpt"
-                write_json_atomic({"key": key, "overrides": overrides, "checkpoint": str(checkpoint)}, done)
+                record = {"key": key, "overrides": overrides, "checkpoint": str(checkpoint)}
+                write_json_atomic({**record, "code": git_commit()}, done)
             else:
                 log.info("head-only protocol: trunk %s from the cache (%s)", key, folder)
     info = json.loads(done.read_text())
+    _warn_if_other_code(key, info.get("code"))
     return {"key": key, "checkpoint": info["checkpoint"], "folder": str(folder)}
+
+
+def _warn_if_other_code(key: str, trained_with: dict[str, Any] | None) -> None:
+    """Log a warning when the cached trunk was trained by other code than this checkout's.
+
+    The cache key hashes the trunk's config, not the code: a change to the model or the training loop
+    leaves old trunks in use, which is what a study wants across reruns but must not go unnoticed.
+    """
+    now = git_commit()
+    if not trained_with or not now.get("commit") or trained_with.get("commit") == now["commit"]:
+        return
+    log.warning(
+        "head-only protocol: trunk %s was trained at commit %s%s, this checkout is %s%s; "
+        "delete its folder to train it again",
+        key,
+        trained_with.get("commit"),
+        " (uncommitted changes)" if trained_with.get("dirty") else "",
+        now["commit"],
+        " (uncommitted changes)" if now.get("dirty") else "",
+    )
 
 
 def _train(folder: Path, overrides: Sequence[str]) -> None:

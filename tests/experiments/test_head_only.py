@@ -14,6 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
 from entry_cli import TINY, run_cli
 
+from msr.training.tracking import git_commit
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
@@ -54,6 +56,16 @@ def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_
 
     log = (jobs[1] / "train.log").read_text()
     assert f"trunk {infos[0]['key']} from the cache" in log  # the second job found it trained
+
+    # The cache records the code that trained the trunk, and a job of other code is told it reuses it.
+    done = trunks / infos[0]["key"] / "trunk.json"
+    record = json.loads(done.read_text())
+    assert record["code"] == git_commit()
+    done.write_text(json.dumps({**record, "code": {"commit": "0" * 40, "dirty": True}}))
+    again = tmp_path / "again"
+    run_cli("train", *overrides, "head=maskiou", f"hydra.run.dir={again}", env=env, cwd=tmp_path)
+    warning = f"trunk {infos[0]['key']} was trained at commit {'0' * 40} (uncommitted changes), this checkout"
+    assert warning in (again / "train.log").read_text()
 
 
 def test_head_only_needs_a_head(env, tmp_path):
