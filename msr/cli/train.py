@@ -47,6 +47,7 @@ WHOLE_NUMBERS = {
     "trainer.num_nodes": 1,
     "trainer.log_every_n_steps": 1,
     "seed": None,
+    "protocol.head_max_epochs": 1,
 }
 
 
@@ -112,12 +113,21 @@ def use_trunk(cfg: DictConfig) -> None:
     train only the MaskIoU head. Records the trunk in `cfg.protocol.trunk` (so DDP children reuse it)."""
     if cfg.model.get("maskiou_head") is None:
         raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
+    if cfg.protocol.get("head_max_epochs") is not None and cfg.schedule.max_steps > 0:
+        raise ConfigError(
+            "protocol.head_max_epochs needs a schedule by epochs; this one stops at "
+            f"schedule.max_steps={cfg.schedule.max_steps}"
+        )
     trunk = prepare_trunk(cfg, HydraConfig.get().overrides.task, CONFIG_DIR)
     with open_dict(cfg):
         cfg.protocol.trunk = trunk
         cfg.init.weights = trunk["checkpoint"]
         cfg.init.freeze_except_maskiou = True
-    log.info("head-only protocol: the MaskIoU head trains on the frozen trunk %s", trunk["checkpoint"])
+        if cfg.protocol.get("head_max_epochs") is not None:  # the head's own, shorter, schedule
+            cfg.schedule.max_epochs = cfg.protocol.head_max_epochs
+    epochs, steps = cfg.schedule.max_epochs, cfg.schedule.max_steps
+    length = f"{steps} steps" if steps > 0 else f"{epochs} epochs"
+    log.info("head-only protocol: the head trains %s on the frozen trunk %s", length, trunk["checkpoint"])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -73,3 +73,22 @@ def test_head_only_needs_a_head(env, tmp_path):
     overrides.append(f"hydra.run.dir={tmp_path}/run")
     proc = run_cli("train", *overrides, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "protocol=head_only" in proc.stderr and "head=none" in proc.stderr
+
+
+def test_head_trains_its_own_shorter_schedule_on_the_trunk_of_the_full_one(env, tmp_path):
+    trunks, job = tmp_path / "trunks", tmp_path / "job"
+    overrides = [*TINY, "schedule=cpu_quick", "schedule.max_epochs=2", "protocol=head_only",
+                 f"protocol.trunk_cache={trunks}", "protocol.head_max_epochs=1"]
+    run_cli("train", *overrides, f"hydra.run.dir={job}", env=env, cwd=tmp_path)
+    config = json.loads((job / "run_config.json").read_text())["config"]
+    trunk = torch.load(config["protocol"]["trunk"]["checkpoint"], map_location="cpu", weights_only=True)
+    head = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert trunk["global_step"] == 8  # 8 pictures at 2 a step, 2 epochs ...
+    assert head["global_step"] == 4 and config["schedule"]["max_epochs"] == 1  # ... the head 1 epoch
+    assert "the head trains 1 epochs on the frozen trunk" in (job / "train.log").read_text()
+
+
+def test_a_shorter_head_schedule_needs_a_schedule_by_epochs(env, tmp_path):
+    overrides = [*TINY, "schedule=cpu_tiny", "protocol=head_only", "protocol.head_max_epochs=1"]
+    proc = run_cli("train", *overrides, f"hydra.run.dir={tmp_path}/run", env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "protocol.head_max_epochs" in proc.stderr and "max_steps=4" in proc.stderr
