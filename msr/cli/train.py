@@ -126,7 +126,7 @@ def use_trunk(cfg: DictConfig) -> None:
         if cfg.protocol.get("head_max_epochs") is not None:  # the head's own, shorter, schedule
             cfg.schedule.max_epochs = cfg.protocol.head_max_epochs
     epochs, steps = cfg.schedule.max_epochs, cfg.schedule.max_steps
-    length = f"{steps} steps" if steps > 0 else f"{epochs} epochs"
+    length = f"{steps} step{'s' * (steps != 1)}" if steps > 0 else f"{epochs} epoch{'s' * (epochs != 1)}"
     log.info("head-only protocol: the head trains %s on the frozen trunk %s", length, trunk["checkpoint"])
 
 

@@ -71,14 +71,34 @@ class Variant:
         return " ".join(self.overrides) or "(defaults)"
 
 
+def _folders_under(root: Path) -> list[Path]:
+    """Return `root` and every folder below it, following symbolic links (each real folder once, by the
+    first of its paths in sorted order)."""
+    seen: set[Path] = set()
+    folders = []
+    for top, names, _ in os.walk(root, followlinks=True):
+        real = Path(top).resolve()
+        if real in seen:  # a link back up the tree, or two links to one folder
+            names.clear()
+            continue
+        seen.add(real)
+        folders.append(Path(top))
+        names.sort()  # a folder reached by several paths is named by the first in sorted order
+    return folders
+
+
 def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
-    """Return every job folder (with `.hydra/overrides.yaml` and `eval/val_metrics.json`) under `folders`."""
+    """Return every job folder (with `.hydra/overrides.yaml` and `eval/val_metrics.json`) under `folders`,
+    symbolically linked ones included, each once."""
     runs = []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise AggregateError(f"{folder}: no such folder")
-        found = sorted(p.parent.parent for p in folder.rglob("eval/val_metrics.json"))
-        runs += [run for run in found if (run / ".hydra" / "overrides.yaml").is_file()]
+        runs += sorted(
+            run
+            for run in _folders_under(folder)
+            if (run / "eval" / "val_metrics.json").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+        )
     return runs
 
 

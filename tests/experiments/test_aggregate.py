@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from msr.studies.aggregate import AggregateError, Variant, aggregate, reference_index, variant_key
+from msr.studies.aggregate import AggregateError, Variant, aggregate, find_runs, reference_index, variant_key
 
 
 def markdown(path):
@@ -69,6 +69,22 @@ def test_mean_and_std_over_seeds_per_variant(tmp_path):
     assert float(maskiou["segm AP std"]) == pytest.approx(0.02)
     assert math.isnan(float(dict(zip(header, rows[2]))["Pearson(true IoU, mask score) mean"]))
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_runs_behind_symbolic_links_are_found_once(tmp_path):
+    runs = tmp_path / "runs"
+    make_job(runs / "sweep" / "0", ["seed=0"], {"segm/AP": 0.3})
+    make_job(runs / "sweep" / "1", ["seed=1"], {"segm/AP": 0.3})
+    (runs / "sweep" / "1" / ".hydra" / "overrides.yaml").unlink()  # not a finished job folder
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "a").symlink_to(runs / "sweep" / "0")
+    (study / "same").symlink_to(runs / "sweep" / "0")  # a second link to the same run
+    (study / "all").symlink_to(runs)
+    (runs / "loop").symlink_to(tmp_path)  # a link back up the tree
+    found = find_runs([study])
+    assert [run.resolve() for run in found] == [(runs / "sweep" / "0").resolve()]
+    assert found[0].parent == study  # named by the path it was found under
 
 
 def test_errors_name_the_folder_or_file(tmp_path):

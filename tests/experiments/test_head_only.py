@@ -59,7 +59,7 @@ def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_
 
     log = (jobs[1] / "train.log").read_text()
     assert f"trunk {infos[0]['key']} from the cache" in log  # the second job found it trained
-    assert "the head trains 1 epochs on the frozen trunk" in log
+    assert "the head trains 1 epoch on the frozen trunk" in log
 
     # The cache records the code that trained the trunk, and a job of other code is told it reuses it.
     done = trunks / infos[0]["key"] / "trunk.json"
