@@ -22,7 +22,7 @@ train: install
 # Two pytest workers (pytest-xdist), each taking whole test files: about 12 min on 2 CPU cores.
 test: install
 	$(BIN)/python -m ruff check msr tests experiments
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 # Every benchmark under experiments/benchmarks/ -> experiments/benchmarks/results/{*.json,SUMMARY.md}
 bench: install

@@ -38,10 +38,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1000,
         help="replicates of the paired bootstrap over val pictures (95%% intervals); 0: no intervals",
     )
+    parser.add_argument(
+        "--resample-seeds",
+        action="store_true",
+        help="redraw the seeds too in every replicate (two-level bootstrap): intervals that hold the spread "
+        "between training runs, the honest ones for separately trained (end-to-end) models",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     args = parser.parse_args(argv)
     try:
-        md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
+        md, _ = aggregate(
+            args.folders, args.out, args.reference, args.bootstrap, args.seed, args.resample_seeds
+        )
     except UserError as err:  # AggregateError, an unreadable annotation or results file, ...
         print(f"msr-aggregate: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -170,6 +170,7 @@ def contrast_interval(
     draws: np.ndarray,
     level: float = 0.95,
     cache: dict[int, np.ndarray] | None = None,
+    seed_draws: np.ndarray | None = None,
 ) -> Interval:
     """Return the mean over `contrasts` of sum(weight * AP) with its paired bootstrap interval.
 
@@ -177,10 +178,18 @@ def contrast_interval(
     [(1, masks ranked by mask score), (-1, the same ranked by class score)] for the rescoring gain.
     `draws` ([B, N] from `bootstrap_counts`) are the same picture multisets for every term, which is what
     pairs them; every evaluation must cover the same N pictures. `cache` keeps each evaluation's replicate
-    APs (by id) across calls that share `draws`.
+    APs (by id) across calls that share `draws`. With `seed_draws` ([B, len(contrasts)] counts, e.g.
+    `bootstrap_counts(len(contrasts), B, other_seed)`) a replicate also redraws the contrasts (the seeds)
+    with replacement, a two-level bootstrap whose interval holds the seed-to-seed spread as well; without
+    it, every replicate averages all of them.
     """
     if not contrasts or not all(contrasts):
         raise EvaluationError("a bootstrap contrast needs at least one term")
+    if seed_draws is not None and seed_draws.shape != (draws.shape[0], len(contrasts)):
+        raise EvaluationError(
+            f"seed draws of shape {tuple(seed_draws.shape)} for {draws.shape[0]} replicates of "
+            f"{len(contrasts)} contrasts"
+        )
     image_ids = contrasts[0][0][1].image_ids
     for contrast in contrasts:
         for _, evaluation in contrast:
@@ -191,7 +200,11 @@ def contrast_interval(
     for contrast in contrasts:
         full.append(sum(w * coco_ap(e) for w, e in contrast))
         replicates.append(sum(w * replicate_aps(e, draws, cache) for w, e in contrast))
-    values = np.mean(np.stack(replicates), axis=0)
+    per_contrast = np.stack(replicates)  # [contrasts, B]
+    if seed_draws is None:
+        values = per_contrast.mean(axis=0)
+    else:
+        values = (seed_draws.T * per_contrast).sum(axis=0) / len(contrasts)
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return Interval(float(np.mean(full)), float(low), float(high))

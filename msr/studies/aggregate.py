@@ -232,12 +232,14 @@ def aggregate(
     reference: str | None = None,
     replicates: int = 1000,
     seed: int = 0,
+    resample_seeds: bool = False,
 ) -> tuple[Path, Path]:
     """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths.
 
     With `replicates` > 0 every variant is also compared with the reference variant (the first whose name
     contains `reference`; default the first variant) by a paired bootstrap over the val pictures
-    (`msr.studies.intervals`): its segm AP difference, its rescoring gain and the gain's difference.
+    (`msr.studies.intervals`): its segm AP difference, its rescoring gain and the gain's difference;
+    `resample_seeds` redraws the seeds too (two-level bootstrap: the spread between training runs counts).
     """
     runs = find_runs(folders)
     if not runs:
@@ -254,11 +256,11 @@ def aggregate(
         from msr.studies.intervals import interval_columns  # pycocotools and torch: only when needed
 
         index = reference_index(variants, reference)
-        found = paired_intervals(variants, index, replicates, seed)
+        found = paired_intervals(variants, index, replicates, seed, resample_seeds)
         extra_columns, extra_rows = interval_columns(found)
         columns += extra_columns
         rows = [row + extra for row, extra in zip(rows, extra_rows)]
-        text += "\n" + intervals_markdown(variants, found, index, replicates)
+        text += "\n" + intervals_markdown(variants, found, index, replicates, resample_seeds)
     out = Path(out)
     md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     write_text_atomic(text, md)
@@ -284,7 +286,7 @@ def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
 
 
 def paired_intervals(
-    variants: Sequence[Variant], reference: int, replicates: int, seed: int
+    variants: Sequence[Variant], reference: int, replicates: int, seed: int, resample_seeds: bool = False
 ) -> list[VariantIntervals]:
     """Return every variant's paired bootstrap intervals against `variants[reference]`."""
     from msr.studies.intervals import run_pictures, study_intervals
@@ -294,11 +296,15 @@ def paired_intervals(
     for variant in variants:
         loaded = [run_pictures(folder, cache) for folder in variant.folders]
         pictures.append([p for p in loaded if p is not None])
-    return study_intervals(pictures, reference, replicates, seed)
+    return study_intervals(pictures, reference, replicates, seed, resample_seeds)
 
 
 def intervals_markdown(
-    variants: Sequence[Variant], intervals: Sequence[VariantIntervals], reference: int, replicates: int
+    variants: Sequence[Variant],
+    intervals: Sequence[VariantIntervals],
+    reference: int,
+    replicates: int,
+    resample_seeds: bool = False,
 ) -> str:
     """Return the Markdown table of the paired differences (bold: the 95% interval excludes 0)."""
     from msr.studies.intervals import describe
@@ -313,8 +319,14 @@ def intervals_markdown(
         "variant", "paired seeds", "same trunk", "Δ segm AP vs reference", "rescoring gain",
         "Δ rescoring gain vs reference",
     ]
+    seeds = (
+        "seeds paired, and redrawn with replacement in every replicate (two-level bootstrap: the intervals "
+        "hold the spread between training runs too)"
+        if resample_seeds
+        else "seeds paired and averaged"
+    )
     intro = (
         f"Paired differences with 95% intervals ({replicates} bootstrap replicates over the val pictures, "
-        "the same pictures for every run, seeds paired and averaged; bold: the interval excludes 0):\n\n"
+        f"the same pictures for every run, {seeds}; bold: the interval excludes 0):\n\n"
     )
     return intro + markdown_table(headers, rows) + "\n"

@@ -101,13 +101,31 @@ def run_pictures(run: Path, cache: dict[str, str]) -> RunPictures | None:
 
 
 def study_intervals(
-    variants: list[list[RunPictures]], reference: int, replicates: int = 1000, seed: int = 0
+    variants: list[list[RunPictures]],
+    reference: int,
+    replicates: int = 1000,
+    seed: int = 0,
+    resample_seeds: bool = False,
 ) -> list[VariantIntervals]:
-    """Return the intervals of every variant (its runs' RunPictures) against `variants[reference]`."""
+    """Return the intervals of every variant (its runs' RunPictures) against `variants[reference]`.
+
+    With `resample_seeds`, each replicate also redraws the seeds with replacement (a two-level bootstrap:
+    seeds, then pictures), so an interval holds the spread between training runs too, not only between
+    val pictures: the honest interval for separately trained models (end to end), and a stricter one for
+    heads on shared trunks."""
     pictures = [r for runs in variants for r in runs]
     if not pictures:  # no run saved its results: nothing to resample
         return [VariantIntervals(0, False, None, None, None) for _ in variants]
     draws = bootstrap_counts(len(pictures[0].by_mask_score.image_ids), replicates, seed)
+    seed_draws: dict[int, np.ndarray] = {}
+
+    def interval(contrasts: list) -> Interval:
+        """The contrasts' interval, the seeds redrawn too when asked (the same draws for every count)."""
+        count = len(contrasts)
+        if resample_seeds and count not in seed_draws:
+            seed_draws[count] = bootstrap_counts(count, replicates, seed + 1)  # independent of `draws`
+        return contrast_interval(contrasts, draws, cache=cache, seed_draws=seed_draws.get(count))
+
     cache: dict[int, np.ndarray] = {}
     reference_runs = {r.seed: r for r in variants[reference]}
     out = []
@@ -116,16 +134,13 @@ def study_intervals(
         gains = [[(1.0, r.by_mask_score), (-1.0, r.by_class_score)] for r in runs if r.by_class_score]
         segm_ap = gain_diff = None
         if index != reference and pairs:
-            segm_ap = contrast_interval(
-                [[(1.0, a.by_mask_score), (-1.0, b.by_mask_score)] for a, b in pairs], draws, cache=cache
-            )
+            segm_ap = interval([[(1.0, a.by_mask_score), (-1.0, b.by_mask_score)] for a, b in pairs])
             if all(a.by_class_score and b.by_class_score for a, b in pairs):
-                terms = [
-                    [(1.0, a.by_mask_score), (-1.0, a.by_class_score), *_negated(b)] for a, b in pairs
-                ]
-                gain_diff = contrast_interval(terms, draws, cache=cache)
+                gain_diff = interval(
+                    [[(1.0, a.by_mask_score), (-1.0, a.by_class_score), *_negated(b)] for a, b in pairs]
+                )
         shared = bool(pairs) and all(a.trunk is not None and a.trunk == b.trunk for a, b in pairs)
-        gain = contrast_interval(gains, draws, cache=cache) if gains and len(gains) == len(runs) else None
+        gain = interval(gains) if gains and len(gains) == len(runs) else None
         out.append(VariantIntervals(len(pairs), shared, segm_ap, gain, gain_diff))
     return out
 
