@@ -118,12 +118,16 @@ def variant_name(overrides: Sequence[str]) -> tuple[str, ...]:
 
 
 def config_key(config: Any, prefix: str = "") -> tuple[tuple[str, str], ...]:
-    """Return the resolved config as sorted (dotted key, JSON value) pairs, without ignored keys."""
+    """Return the resolved config as sorted (dotted key, JSON value) pairs, without ignored keys and
+    without null values: a key that later code added with a null default (`protocol.head_max_epochs`)
+    leaves the model of an older run's config, which lacks it, the same."""
     if isinstance(config, dict):
         pairs: list[tuple[str, str]] = []
         for key, value in config.items():
             pairs += config_key(value, f"{prefix}{key}.")
         return tuple(sorted(p for p in pairs if not _ignored(p[0])))
+    if config is None:
+        return ()
     return ((prefix.rstrip("."), json.dumps(config, sort_keys=True)),)
 
 

@@ -129,6 +129,20 @@ def test_runs_with_the_same_resolved_config_are_one_variant_across_studies(tmp_p
     assert "study=" not in text
 
 
+def test_a_key_added_later_with_a_null_default_leaves_the_variant_the_same(tmp_path):
+    older = config(0)
+    newer = config(1)
+    newer["protocol"] = {"head_max_epochs": None}
+    make_job(tmp_path / "0", ["head=none", "seed=0"], {"segm/AP": 0.3}, older)
+    make_job(tmp_path / "1", ["head=none", "seed=1"], {"segm/AP": 0.5}, newer)
+    assert "| `head=none` | 2 | 0.400 ± 0.141 |" in markdown(aggregate([tmp_path], tmp_path / "out")[0])
+    newer["protocol"]["head_max_epochs"] = 2  # a value that is set still makes a variant of its own
+    make_job(tmp_path / "2", ["head=none", "seed=2"], {"segm/AP": 0.1}, newer)
+    text = markdown(aggregate([tmp_path], tmp_path / "out")[0])
+    assert "| `(defaults)` | 2 | 0.400 ± 0.141 |" in text  # head=none is common to both rows
+    assert "| `protocol.head_max_epochs=2` | 1 | 0.100 ± 0.000 |" in text
+
+
 def test_same_name_different_config_stays_apart_and_says_why(tmp_path):
     make_job(tmp_path / "0", ["head=maskiou", "seed=0"], {"segm/AP": 0.3}, config(0))
     make_job(tmp_path / "1", ["head=maskiou", "seed=1"], {"segm/AP": 0.1}, config(1, design="multiply"))
