@@ -1,6 +1,7 @@
 """Mean predicted IoU of a run's detections by their true mask IoU: none (no object of the detection's
 class overlaps it), low (0 < IoU < 0.5) and positive (IoU >= 0.5). Reads each run's saved
-`eval/segm_results.json` and the annotations recorded in `eval/val_metrics.json`; prints a Markdown table.
+`eval/segm_results.json` and the annotations it was evaluated on (as msr-aggregate finds them); prints a
+Markdown table.
 
     python experiments/predicted_iou_bands.py RUN [RUN ...]
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from msr.evaluation.calibration import true_mask_ious
 from msr.files import read_json
+from msr.studies.intervals import annotation_file
 
 BANDS = {
     "no object of its class (IoU 0)": lambda t: t == 0,
@@ -27,11 +29,10 @@ BANDS = {
 
 def bands(run: Path) -> list[str]:
     """Return the run's Markdown cells: 'count: mean predicted IoU' per band."""
-    metrics = read_json(run / "eval" / "val_metrics.json", "metrics file")
     results = read_json(run / "eval" / "segm_results.json", "results file")
     if not results or results[0].get("mask_iou") is None:
         raise SystemExit(f"{run}: its results carry no predicted IoU (not an MS R-CNN run)")
-    true_iou = true_mask_ious(results, metrics["ann_file"])
+    true_iou = true_mask_ious(results, annotation_file(run, {}))
     predicted = np.array([r["mask_iou"] for r in results])
     cells = []
     for select in BANDS.values():

@@ -117,6 +117,7 @@ def study_intervals(
     if not pictures:  # no run saved its results: nothing to resample
         return [VariantIntervals(0, False, None, None, None) for _ in variants]
     draws = bootstrap_counts(len(pictures[0].by_mask_score.image_ids), replicates, seed)
+    cache: dict[int, np.ndarray] = {}  # each evaluation's replicate APs, shared by all the intervals
     seed_draws: dict[int, np.ndarray] = {}
 
     def interval(contrasts: list) -> Interval:
@@ -126,7 +127,6 @@ def study_intervals(
             seed_draws[count] = bootstrap_counts(count, replicates, seed + 1)  # independent of `draws`
         return contrast_interval(contrasts, draws, cache=cache, seed_draws=seed_draws.get(count))
 
-    cache: dict[int, np.ndarray] = {}
     reference_runs = {r.seed: r for r in variants[reference]}
     out = []
     for index, runs in enumerate(variants):
