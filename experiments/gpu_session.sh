@@ -3,14 +3,16 @@
 # dependencies: wheels in .whl/ are installed first when present. Writes everything under $OUT (or
 # ./gpu_out):
 #   1. experiments/benchmarks/gpu.py at 800x1333 (precisions x batches, inference, MaskIoU overhead);
-#   2. the study runs named in RUNS at experiment=synthetic_converged, one after another (six side by
+#   2. the study runs named in RUNS at EXPERIMENT (synthetic_converged), one after another (six side by
 #      side on one H200 ran no faster than one alone), each folder without checkpoints archived;
 #      a run still going at its share of STUDY_S stops (+trainer.max_time) and is evaluated.
 #   RUNS="head=maskiou,seed=1 head=none,seed=1" STUDY_S=420 GPU_BENCH_S=120 bash experiments/gpu_session.sh
+# The balloon set travels in an ignored folder of the checkout (carry it: cp -r ../shared/data/balloon .data/):
+#   EXPERIMENT=balloon_cpu_study RUNS="head=maskiou,seed=0,data.root=.data/balloon ..." GPU_BENCH_S=0 bash ...
 # Runs of earlier leases: experiments/README.md, "On a lent GPU".
 set -u
 OUT=${OUT:-$PWD/gpu_out}; mkdir -p "$OUT"
-RUNS=${RUNS:-"head=maskiou,seed=1 head=none,seed=1"}; STUDY_S=${STUDY_S:-420}; GPU_BENCH_S=${GPU_BENCH_S:-120}
+RUNS=${RUNS:-"head=maskiou,seed=1 head=none,seed=1"}; EXPERIMENT=${EXPERIMENT:-synthetic_converged}; STUDY_S=${STUDY_S:-420}; GPU_BENCH_S=${GPU_BENCH_S:-120}
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
@@ -18,14 +20,16 @@ fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 MSR_CACHE_DIR=${MSR_CACHE_DIR:-/tmp/msr_cache}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/device.txt" 2>&1
 python3 -c "import torch, torchvision, lightning; print(torch.__version__, torchvision.__version__, lightning.__version__)" >> "$OUT/device.txt" 2>&1
-timeout "$GPU_BENCH_S" python3 experiments/benchmarks/gpu.py --batches 2 8 --iters 5 --warmup 2 \
-  --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" > "$OUT/gpu.log" 2>&1
-echo "gpu.py exit $?" >> "$OUT/gpu.log"
+if [ "$GPU_BENCH_S" -gt 0 ]; then   # GPU_BENCH_S=0 skips the benchmark
+  timeout "$GPU_BENCH_S" python3 experiments/benchmarks/gpu.py --batches 2 8 --iters 5 --warmup 2 \
+    --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" > "$OUT/gpu.log" 2>&1
+  echo "gpu.py exit $?" >> "$OUT/gpu.log"
+fi
 set -- $RUNS
 share=$(( STUDY_S / ($# > 0 ? $# : 1) - 25 ))   # seconds of training per run; start-up and evaluation outside
 for run in "$@"; do
   name=${run//[=,]/_}
-  timeout $(( share + 60 )) python3 -m msr.cli.train experiment=synthetic_converged trainer=gpu logger=csv \
+  timeout $(( share + 60 )) python3 -m msr.cli.train experiment="$EXPERIMENT" trainer=gpu logger=csv \
     ${run//,/ } "+trainer.max_time='00:00:$(( share / 60 )):$(( share % 60 ))'" hydra.run.dir=/tmp/study/$name \
     > "$OUT/$name.log" 2>&1
   echo "$run exit $?" >> "$OUT/runs.txt"

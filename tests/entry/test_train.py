@@ -111,14 +111,16 @@ def test_missing_data_path_is_one_clear_line(tmp_path, cli_env):
     assert "Traceback" not in proc.stderr
 
 
-def test_balloon_trains_through_the_same_datamodule(tmp_path, cli_env):
+def test_balloon_study_recipe_trains_through_the_same_datamodule(tmp_path, cli_env):
     balloon = require_balloon()
     run = tmp_path / "run"
     overrides = [
-        "experiment=quickstart",
-        "data=balloon",
+        "experiment=balloon_cpu_study",  # its pictures smaller and its batch 2 here, to stay quick
         f"data.root={balloon}",
         "data.num_workers=0",
+        "data.batch_size=2",
+        "model.min_size=128",
+        "model.max_size=192",
         f"data.cache_dir={tmp_path / 'cache'}",
         "schedule=cpu_tiny",
         "trainer.max_steps=2",
@@ -129,4 +131,5 @@ def test_balloon_trains_through_the_same_datamodule(tmp_path, cli_env):
     proc = run_cli("train", *overrides, env=cli_env, cwd=tmp_path)
     metrics = json.loads((run / "eval" / "val_metrics.json").read_text())
     assert metrics["global_step"] == 2 and "segm/AP-balloon" in metrics
-    assert "after 2 steps" in proc.stdout
+    assert "segm_upper_bound/AP" in metrics  # the study recipe evaluates the upper bound
+    assert "balloon_cpu_study: val metrics after 2 steps" in proc.stdout
