@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from entry_cli import require_balloon, require_fixture, run_cli
+from entry_cli import BALLOON_DIR, require_balloon, require_fixture, run_batch, run_cli
 from PIL import Image
 
 #: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
@@ -90,12 +90,6 @@ def test_eval_scores_results_file_exactly(backend, cli_env, tmp_path):
         assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in proc.stdout
 
 
-def test_eval_without_checkpoint_or_results_says_what_to_give(cli_env, tmp_path):
-    proc = run_cli("evaluate", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert "msr-eval: error: give ckpt_path=<checkpoint>" in proc.stderr
-
-
 def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path):
     pictures = tmp_path / "pictures"
     pictures.mkdir()
@@ -137,26 +131,39 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
             assert overlay.size == (w, h) and overlay.mode == "RGB"
 
 
-def test_eval_of_a_corrupt_checkpoint_names_the_file(cli_env, tmp_path):
-    bad = tmp_path / "broken.ckpt"
-    bad.write_bytes(b"not a checkpoint")
-    proc = run_cli(
-        "evaluate",
-        f"ckpt_path={bad}",
-        f"hydra.run.dir={tmp_path}/run",
-        env=cli_env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert f"msr-eval: error: {bad}: not a checkpoint written by msr-train" in proc.stderr
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory, trained_run, cli_env) -> dict[str, dict]:
+    """Return {case: {"rc", "stdout", "stderr"}} of msr-eval runs that must stop before any work (no
+    checkpoint, a corrupt one, data of other classes: the last only where ../shared holds the balloon
+    set), all run by the real entry point in one process; "broken" is the corrupt file's path."""
+    root = tmp_path_factory.mktemp("refusals")
+    broken = root / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    overrides = {"no checkpoint": [], "corrupt": [f"ckpt_path={broken}"]}
+    if BALLOON_DIR.is_dir():
+        ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
+        balloon = ["data=balloon", f"data.root={BALLOON_DIR}", f"data.cache_dir={root / 'cache'}"]
+        overrides["other classes"] = [*balloon, f"ckpt_path={ckpt}"]
+    cases = [
+        {"name": name, "program": "evaluate", "argv": [*argv, f"hydra.run.dir={root / str(i)}"]}
+        for i, (name, argv) in enumerate(overrides.items())
+    ]
+    return {**run_batch(cases, cli_env, root), "broken": broken}
 
 
-def test_eval_on_data_with_other_classes_is_refused(trained_run, cli_env, tmp_path):
-    balloon = require_balloon()
-    ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
-    overrides = ["data=balloon", f"data.root={balloon}", f"data.cache_dir={tmp_path}/c"]
-    overrides += [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/run"]
-    proc = run_cli("evaluate", *overrides, env=cli_env, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert "trained on 6 categories" in proc.stderr and "the data has 1" in proc.stderr
+def test_eval_without_checkpoint_or_results_says_what_to_give(refusals):
+    assert refusals["no checkpoint"]["rc"] == 2
+    assert "msr-eval: error: give ckpt_path=<checkpoint>" in refusals["no checkpoint"]["stderr"]
+
+
+def test_eval_of_a_corrupt_checkpoint_names_the_file(refusals):
+    assert refusals["corrupt"]["rc"] == 2
+    message = f"msr-eval: error: {refusals['broken']}: not a checkpoint written by msr-train"
+    assert message in refusals["corrupt"]["stderr"]
+
+
+def test_eval_on_data_with_other_classes_is_refused(refusals):
+    require_balloon()
+    case = refusals["other classes"]
+    assert case["rc"] == 2
+    assert "trained on 6 categories" in case["stderr"] and "the data has 1" in case["stderr"]

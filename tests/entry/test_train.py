@@ -6,8 +6,9 @@ import csv
 import json
 import re
 
+import pytest
 import torch
-from entry_cli import TINY, require_balloon, run_cli
+from entry_cli import TINY, require_balloon, run_batch, run_cli, train_case
 
 LOSSES = (
     "loss_classifier",
@@ -81,34 +82,41 @@ def test_resume_continues_global_step_and_optimizer(trained_run, cli_env):
     assert metrics["global_step"] == 6
 
 
-def failing_train(tmp_path, env, *overrides):
-    """Return the CompletedProcess of an msr-train run expected to fail."""
-    return run_cli("train", *overrides, f"hydra.run.dir={tmp_path}/run", env=env, cwd=tmp_path, check=False)
+@pytest.fixture(scope="module")
+def failures(tmp_path_factory, cli_env) -> dict[str, dict]:
+    """Return {case: {"rc", "stdout", "stderr", "run"}} of msr-train runs that must fail before any work,
+    all run by the real entry point in one process, each with its own run folder."""
+    root = tmp_path_factory.mktemp("failures")
+    overrides = {
+        "misspelt": ["data.num_trian=3"],
+        "mandatory": ["data=coco"],
+        "missing path": ["data=coco", f"data.root={root / 'no_coco_here'}"],
+    }
+    runs = {name: root / name.replace(" ", "_") for name in overrides}
+    cases = [train_case(name, *argv, f"hydra.run.dir={runs[name]}") for name, argv in overrides.items()]
+    results = run_batch(cases, cli_env, root)
+    return {name: {**result, "run": runs[name], "root": root} for name, result in results.items()}
 
 
-def test_misspelt_override_fails_before_any_work(tmp_path, cli_env):
-    proc = run_cli(
-        "train", "data.num_trian=3", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False
-    )
-    assert proc.returncode != 0
-    assert "num_trian" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
+def test_misspelt_override_fails_before_any_work(failures):
+    case = failures["misspelt"]
+    assert case["rc"] != 0
+    assert "num_trian" in case["stderr"] and "Traceback" not in case["stderr"]
+    assert not (case["run"] / "checkpoints").exists()
 
 
-def test_missing_mandatory_value_names_the_key(tmp_path, cli_env):
-    proc = run_cli(
-        "train", "data=coco", f"hydra.run.dir={tmp_path}/run", env=cli_env, cwd=tmp_path, check=False
-    )
-    assert proc.returncode != 0
-    assert "data.root" in proc.stderr or "root" in proc.stderr
+def test_missing_mandatory_value_names_the_key(failures):
+    case = failures["mandatory"]
+    assert case["rc"] != 0
+    assert "data.root" in case["stderr"] or "root" in case["stderr"]
 
 
-def test_missing_data_path_is_one_clear_line(tmp_path, cli_env):
-    missing = tmp_path / "no_coco_here"
-    proc = failing_train(tmp_path, cli_env, "data=coco", f"data.root={missing}")
-    assert proc.returncode == 2
-    assert f"msr-train: error: COCO 2017 layout incomplete under {missing}" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_missing_data_path_is_one_clear_line(failures):
+    case = failures["missing path"]
+    assert case["rc"] == 2
+    missing = case["root"] / "no_coco_here"
+    assert f"msr-train: error: COCO 2017 layout incomplete under {missing}" in case["stderr"]
+    assert "Traceback" not in case["stderr"]
 
 
 def test_balloon_study_recipe_trains_through_the_same_datamodule(tmp_path, cli_env):

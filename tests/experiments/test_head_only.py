@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_cli
+from entry_cli import TINY, run_batch, run_cli, train_case
 
 from msr.training.tracking import git_commit
 
@@ -72,14 +72,25 @@ def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_
     assert warning in (again / "train.log").read_text()
 
 
-def test_head_only_needs_a_head(env, tmp_path):
-    overrides = [*TINY, "schedule=cpu_tiny", "protocol=head_only", "head=none"]
-    overrides.append(f"hydra.run.dir={tmp_path}/run")
-    proc = run_cli("train", *overrides, env=env, cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "protocol=head_only" in proc.stderr and "head=none" in proc.stderr
+@pytest.fixture(scope="module")
+def refusals(env, tmp_path_factory) -> dict[str, dict]:
+    """Return {case: {"rc", "stdout", "stderr"}} of head-only runs that must stop before any work (no head;
+    a head schedule in epochs on a trunk schedule in steps), run by the real entry point in one process."""
+    root = tmp_path_factory.mktemp("refusals")
+    head_only = [*TINY, "schedule=cpu_tiny", "protocol=head_only"]
+    cases = [
+        train_case("no head", *head_only, "head=none", f"hydra.run.dir={root / 'no_head'}"),
+        train_case("epochs", *head_only, "protocol.head_max_epochs=1", f"hydra.run.dir={root / 'epochs'}"),
+    ]
+    return run_batch(cases, env, root)
 
 
-def test_a_shorter_head_schedule_needs_a_schedule_by_epochs(env, tmp_path):
-    overrides = [*TINY, "schedule=cpu_tiny", "protocol=head_only", "protocol.head_max_epochs=1"]
-    proc = run_cli("train", *overrides, f"hydra.run.dir={tmp_path}/run", env=env, cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "protocol.head_max_epochs" in proc.stderr and "max_steps=4" in proc.stderr
+def test_head_only_needs_a_head(refusals):
+    case = refusals["no head"]
+    assert case["rc"] == 2 and "protocol=head_only" in case["stderr"] and "head=none" in case["stderr"]
+
+
+def test_a_shorter_head_schedule_needs_a_schedule_by_epochs(refusals):
+    case = refusals["epochs"]
+    assert case["rc"] == 2
+    assert "protocol.head_max_epochs" in case["stderr"] and "max_steps=4" in case["stderr"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_cli
+from entry_cli import TINY, run_batch, run_cli, succeeded, train_case
 
 STUDIES = {
     "mask_scoring": {"head": "maskiou,none"},
@@ -30,23 +30,27 @@ def env(tmp_path_factory):
             "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
 
 
+@pytest.fixture(scope="module")
+def composed(env, tmp_path_factory) -> dict[str, dict]:
+    """Return what msr-train prints with `--cfg` for every study's Hydra config and for the jobs of the
+    threshold study and of the default, all composed by the real entry point in one process."""
+    recipe = "experiment=synthetic_ablation"
+    cases = [train_case(f"hydra {s}", "--cfg", "hydra", f"study={s}", recipe) for s in STUDIES]
+    cases.append(train_case("job threshold", "--cfg", "job", "study=threshold", recipe))
+    cases.append(train_case("job default", "--cfg", "job", recipe))
+    return run_batch(cases, env, tmp_path_factory.mktemp("composed"))
+
+
 @pytest.mark.parametrize("study", sorted(STUDIES))
-def test_study_sweeps_its_variable_over_three_seeds(study, env, tmp_path):
-    overrides = ["--cfg", "hydra", f"study={study}", "experiment=synthetic_ablation"]
-    proc = run_cli("train", *overrides, env=env, cwd=tmp_path)
-    hydra = yaml.safe_load(proc.stdout)["hydra"]
+def test_study_sweeps_its_variable_over_three_seeds(study, composed):
+    hydra = yaml.safe_load(succeeded(composed, f"hydra {study}"))["hydra"]
     assert hydra["mode"] == "MULTIRUN"
     assert hydra["sweeper"]["params"] == {**STUDIES[study], "seed": "0,1,2"}
 
 
-def test_threshold_study_stops_the_maskiou_gradient_for_every_tau_and_the_default_does_not(env, tmp_path):
-    def job(*overrides):
-        overrides = ("--cfg", "job", *overrides, "experiment=synthetic_ablation")
-        proc = run_cli("train", *overrides, env=env, cwd=tmp_path)
-        return yaml.safe_load(proc.stdout)["model"]
-
-    assert job("study=threshold")["maskiou_detach"] is True
-    default = job()
+def test_threshold_study_stops_the_maskiou_gradient_for_every_tau_and_the_default_does_not(composed):
+    assert yaml.safe_load(succeeded(composed, "job threshold"))["model"]["maskiou_detach"] is True
+    default = yaml.safe_load(succeeded(composed, "job default"))["model"]
     assert default["maskiou_detach"] is False and default["maskiou_loss"]["threshold"] == 0.0
     assert default["maskiou_loss"]["normalizer"] == "kept"
 

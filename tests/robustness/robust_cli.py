@@ -1,12 +1,11 @@
-"""Helpers of the robustness tests: tiny COCO sets on disk, the entry tests' overrides, and a runner
-that calls several console entry points in one Python process (their start-up costs seconds each)."""
+"""Helpers of the robustness tests: tiny COCO sets on disk and the entry tests' overrides and runners
+(entry_cli: run_cli, and run_batch, which calls several console entry points in one Python process)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +14,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, TINY_DATA, run_cli
+from entry_cli import TINY, TINY_DATA, run_batch, run_cli
 
-HERE = Path(__file__).resolve().parent
 #: The quickstart model with fewer RoIs (TINY without its synthetic data keys), no figures.
 MODEL = [o for o in TINY if o not in TINY_DATA] + ["callbacks.figures=null"]
 Editor = Callable[[dict, dict], None]  # changes the train and val dicts of a tiny COCO set
@@ -103,24 +101,6 @@ def truncate(picture: Path) -> None:
     """Cut a PNG file in half: its header still reads, its pixels do not."""
     data = picture.read_bytes()
     picture.write_bytes(data[: len(data) // 2])
-
-
-def run_batch(cases: list[dict], env: dict[str, str], cwd: Path) -> dict[str, dict]:
-    """Run every case `{"name", "program", "argv", "env"?}` through `msr.cli.<program>.main` in one
-    subprocess; return {name: {"rc", "stdout", "stderr"}}."""
-    spec, results = cwd / "batch_cases.json", cwd / "batch_results.json"
-    spec.write_text(json.dumps(cases))
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "cli_batch.py"), str(spec), str(results)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"cli_batch.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
-    return json.loads(results.read_text())
 
 
 def unwritable_folder(path: Path) -> Path:

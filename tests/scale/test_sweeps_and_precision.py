@@ -8,28 +8,29 @@ import pytest
 import torch
 import yaml
 from omegaconf import OmegaConf
-from scale_cli import TINY_STEPS, run_cli
+from scale_cli import TINY_STEPS, run_batch, run_cli, succeeded, train_case
 
 
-def test_submitit_slurm_preset_composes_with_overrides(tmp_path, scale_env):
-    proc = run_cli(
-        "train", "--cfg", "hydra", "hydra/launcher=slurm", "hydra.launcher.nodes=2",
-        "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu",
-        "trainer=ddp", "trainer.num_nodes=2",
-        env=scale_env, cwd=tmp_path,
-    )
-    launcher = OmegaConf.create(yaml.safe_load(proc.stdout)["hydra"]["launcher"])
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory, scale_env) -> dict[str, dict]:
+    """Return what msr-train prints with `--cfg hydra` for the SLURM launcher and the Optuna sweeper
+    presets with overrides, both composed by the real entry point in one process."""
+    slurm = ["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4"]
+    slurm += ["hydra.launcher.partition=gpu", "trainer=ddp", "trainer.num_nodes=2"]
+    optuna = ["hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=7"]
+    cases = [train_case("slurm", "--cfg", "hydra", *slurm), train_case("optuna", "--cfg", "hydra", *optuna)]
+    return run_batch(cases, scale_env, tmp_path_factory.mktemp("presets"))
+
+
+def test_submitit_slurm_preset_composes_with_overrides(presets):
+    launcher = OmegaConf.create(yaml.safe_load(succeeded(presets, "slurm"))["hydra"]["launcher"])
     assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
     assert launcher.nodes == 2 and launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4  # 1 per GPU
     assert launcher["partition"] == "gpu" and launcher["max_num_timeout"] > 0
 
 
-def test_optuna_preset_composes(tmp_path, scale_env):
-    proc = run_cli(
-        "train", "--cfg", "hydra", "hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=7",
-        env=scale_env, cwd=tmp_path,
-    )
-    sweeper = yaml.safe_load(proc.stdout)["hydra"]["sweeper"]
+def test_optuna_preset_composes(presets):
+    sweeper = yaml.safe_load(succeeded(presets, "optuna"))["hydra"]["sweeper"]
     assert sweeper["_target_"].endswith("OptunaSweeper") and sweeper["direction"] == "maximize"
     assert sweeper["n_trials"] == 7 and "optimizer.lr" in sweeper["params"]
 
