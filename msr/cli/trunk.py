@@ -134,13 +134,17 @@ def _warn_if_other_code(key: str, trained_with: dict[str, Any] | None) -> None:
 
 
 def _train(folder: Path, overrides: Sequence[str]) -> None:
-    """Train the trunk with msr-train in `folder`/run; raise ConfigError naming its log if it fails."""
+    """Train the trunk with msr-train in `folder`/run; raise ConfigError naming its log if it fails.
+
+    An attempt that was stopped (killed, preempted) before the trunk was recorded as done left its
+    last.ckpt: the next attempt resumes from it (`ckpt_path=auto`) instead of starting over.
+    """
     run = folder / "run"
-    command = [sys.executable, "-m", "msr.cli.train", *overrides, f"hydra.run.dir={run}"]
+    command = [sys.executable, "-m", "msr.cli.train", *overrides, "ckpt_path=auto", f"hydra.run.dir={run}"]
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     log.info("head-only protocol: training the trunk in %s: %s", run, " ".join(command[3:]))
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "train_stdout.log").open("w") as out:
+    with (folder / "train_stdout.log").open("a") as out:  # an earlier attempt's output stays
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
         raise ConfigError(f"training the head-only protocol's trunk failed; see {folder}/train_stdout.log")

@@ -71,6 +71,16 @@ def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_
     warning = f"trunk {infos[0]['key']} was trained at commit {'0' * 40} (uncommitted changes), this checkout"
     assert warning in (again / "train.log").read_text()
 
+    # A trunk whose training was stopped before it was recorded as done resumes from its last.ckpt.
+    done.unlink()
+    resumed = tmp_path / "resumed"
+    run_cli("train", *overrides, "head=maskiou", f"hydra.run.dir={resumed}", env=env, cwd=tmp_path)
+    trunk_log = (trunks / infos[0]["key"] / "run" / "train.log").read_text()
+    assert f"ckpt_path=auto: resuming from {infos[0]['checkpoint']}" in trunk_log
+    assert json.loads(done.read_text())["checkpoint"] == infos[0]["checkpoint"]
+    after = torch.load(infos[0]["checkpoint"], map_location="cpu", weights_only=True)
+    assert after["global_step"] == 8
+
 
 @pytest.fixture(scope="module")
 def refusals(env, tmp_path_factory) -> dict[str, dict]:
