@@ -7,8 +7,9 @@
 #      side on one H200 ran no faster than one alone), each folder without checkpoints archived;
 #      a run still going at its share of STUDY_S stops (+trainer.max_time) and is evaluated.
 #   RUNS="head=maskiou,seed=1 head=none,seed=1" STUDY_S=420 GPU_BENCH_S=120 bash experiments/gpu_session.sh
-# The balloon set travels in an ignored folder of the checkout (carry it: cp -r ../shared/data/balloon .data/):
-#   EXPERIMENT=balloon_cpu_study RUNS="head=maskiou,seed=0,data.root=.data/balloon ..." GPU_BENCH_S=0 bash ...
+# The balloon set travels in data/ (ignored by .gitignore, so name it in the device call's carry):
+#   cp -r ../shared/data/balloon data/   # then, with carry ["data/balloon"]:
+#   EXPERIMENT=balloon_cpu_study RUNS="head=maskiou,seed=0,data.root=data/balloon ..." GPU_BENCH_S=0 bash ...
 # Runs of earlier leases: experiments/README.md, "On a lent GPU".
 set -u
 OUT=${OUT:-$PWD/gpu_out}; mkdir -p "$OUT"

@@ -135,7 +135,7 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
 def refusals(tmp_path_factory, trained_run, cli_env) -> dict[str, dict]:
     """Return {case: {"rc", "stdout", "stderr"}} of msr-eval runs that must stop before any work (no
     checkpoint, a corrupt one, data of other classes: the last only where ../shared holds the balloon
-    set), all run by the real entry point in one process; "broken" is the corrupt file's path."""
+    set), all run by the real entry point in one process; the "corrupt" case's "file" is the file given."""
     root = tmp_path_factory.mktemp("refusals")
     broken = root / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
@@ -148,7 +148,9 @@ def refusals(tmp_path_factory, trained_run, cli_env) -> dict[str, dict]:
         {"name": name, "program": "evaluate", "argv": [*argv, f"hydra.run.dir={root / str(i)}"]}
         for i, (name, argv) in enumerate(overrides.items())
     ]
-    return {**run_batch(cases, cli_env, root), "broken": broken}
+    results = run_batch(cases, cli_env, root)
+    results["corrupt"]["file"] = broken
+    return results
 
 
 def test_eval_without_checkpoint_or_results_says_what_to_give(refusals):
@@ -157,9 +159,9 @@ def test_eval_without_checkpoint_or_results_says_what_to_give(refusals):
 
 
 def test_eval_of_a_corrupt_checkpoint_names_the_file(refusals):
-    assert refusals["corrupt"]["rc"] == 2
-    message = f"msr-eval: error: {refusals['broken']}: not a checkpoint written by msr-train"
-    assert message in refusals["corrupt"]["stderr"]
+    case = refusals["corrupt"]
+    assert case["rc"] == 2
+    assert f"msr-eval: error: {case['file']}: not a checkpoint written by msr-train" in case["stderr"]
 
 
 def test_eval_on_data_with_other_classes_is_refused(refusals):
