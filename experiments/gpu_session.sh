@@ -29,9 +29,9 @@ fi
 set -- $RUNS
 share=$(( STUDY_S / ($# > 0 ? $# : 1) - 25 ))   # seconds of training per run; start-up and evaluation outside
 for run in "$@"; do
-  name=${run//[=,]/_}
+  name=${run//[=,\/]/_}
   timeout $(( share + 60 )) python3 -m msr.cli.train experiment="$EXPERIMENT" trainer=gpu logger=csv \
-    ${run//,/ } "+trainer.max_time='00:00:$(( share / 60 )):$(( share % 60 ))'" hydra.run.dir=/tmp/study/$name \
+    ${run//,/ } "+trainer.max_time='$(printf '00:00:%02d:%02d' $(( share / 60 )) $(( share % 60 )))'" hydra.run.dir=/tmp/study/$name \
     > "$OUT/$name.log" 2>&1
   echo "$run exit $?" >> "$OUT/runs.txt"
 done
