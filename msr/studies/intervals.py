@@ -176,9 +176,17 @@ def describe(interval: Interval | None) -> str:
 
 
 def read_trunk(run: Path) -> str | None:
-    """Return the head-only protocol's trunk key of a run (from run_config.json), None for end-to-end runs."""
+    """Return the head-only protocol's trunk key of a run, None for other end-to-end runs.
+
+    A head-only job names its trunk in run_config.json; the trunk's own run (its Mask R-CNN, the study's
+    natural reference) is the `run` folder beside the cache's `trunk.json`, which holds the key.
+    """
     path = run / "run_config.json"
     if not path.is_file():
         return None
     config = json.loads(path.read_text()).get("config", {})
-    return ((config.get("protocol") or {}).get("trunk") or {}).get("key")
+    key = ((config.get("protocol") or {}).get("trunk") or {}).get("key")
+    record = run.parent / "trunk.json"
+    if key is None and record.is_file():
+        key = json.loads(record.read_text()).get("key")
+    return key

@@ -14,6 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
 from entry_cli import TINY, run_batch, run_cli, train_case
 
+from msr.studies.intervals import read_trunk
 from msr.training.tracking import git_commit
 
 
@@ -56,6 +57,10 @@ def test_head_variants_share_one_cached_trunk_and_score_the_same_masks(env, tmp_
     assert first and first == second  # the very same boxes and masks, ranked by different MaskIoU heads
     ious = [json.loads((job / "eval" / "segm_results.json").read_text())[0]["mask_iou"] for job in jobs]
     assert ious[0] != ious[1]
+
+    # msr-aggregate pairs the trunk's own run (Mask R-CNN) with the head-only jobs as sharing that trunk.
+    trunk_run = trunks / infos[0]["key"] / "run"
+    assert [read_trunk(folder) for folder in (trunk_run, *jobs)] == [infos[0]["key"]] * 3
 
     log = (jobs[1] / "train.log").read_text()
     assert f"trunk {infos[0]['key']} from the cache" in log  # the second job found it trained
