@@ -34,5 +34,6 @@ for run in "$@"; do
     ${run//,/ } "+trainer.max_time='$(printf '00:00:%02d:%02d' $(( share / 60 )) $(( share % 60 )))'" hydra.run.dir=/tmp/study/$name \
     > "$OUT/$name.log" 2>&1
   echo "$run exit $?" >> "$OUT/runs.txt"
+  # archived after every run: a call stopped at its limit still brings back the runs that finished
+  tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz" -C /tmp study
 done
-tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz" -C /tmp study
