@@ -35,5 +35,5 @@ for run in "$@"; do
     > "$OUT/$name.log" 2>&1
   echo "$run exit $?" >> "$OUT/runs.txt"
   # archived after every run: a call stopped at its limit still brings back the runs that finished
-  tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz" -C /tmp study
+  tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz.part" -C /tmp study && mv "$OUT/study.tgz.part" "$OUT/study.tgz"
 done
