@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(figures))
         return {}
 
-    from msr.data.coco_like import cached_coco_like_layout
+    from msr.data.coco_like_files import cached_coco_like_layout
 
     start = time.perf_counter()
     root = cached_coco_like_layout(args.cache_dir, num_train=args.images, pictures="empty")

@@ -34,7 +34,7 @@ def write_inputs(folder: Path) -> dict[str, Path]:
     import pycocotools.mask as mask_utils
     from PIL import Image
 
-    from msr.data.coco_like import write_coco_like_json
+    from msr.data.coco_like_files import write_coco_like_json
 
     ann = folder / "instances_val.json"
     write_coco_like_json(ann, 20, seed=0, split="val")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from msr.data.coco_like import write_coco_like_layout
+from msr.data.coco_like_files import write_coco_like_layout
 from msr.data.synthetic import SyntheticCoco, write_synthetic_coco
 
 REPO = Path(__file__).resolve().parents[2]
