@@ -10,30 +10,33 @@
 # The balloon set travels in data/ (ignored by .gitignore, so name it in the device call's carry):
 #   cp -r ../shared/data/balloon data/   # then, with carry ["data/balloon"]:
 #   EXPERIMENT=balloon_cpu_study RUNS="head=maskiou,seed=0,data.root=data/balloon ..." GPU_BENCH_S=0 bash ...
-# Runs of earlier leases: experiments/README.md, "On a lent GPU".
+# Runs of earlier leases: experiments/README.md, "On a lent GPU". TRAINER (gpu), PYTHON (python3),
+# STUDY_DIR (/tmp/study) and WHEELS (.whl) let tests/experiments/test_gpu_session.py run the same script on a CPU.
 set -u
 OUT=${OUT:-$PWD/gpu_out}; mkdir -p "$OUT"
+TRAINER=${TRAINER:-gpu}; PYTHON=${PYTHON:-python3}; STUDY_DIR=${STUDY_DIR:-/tmp/study}; WHEELS=${WHEELS:-.whl}
 RUNS=${RUNS:-"head=maskiou,seed=1 head=none,seed=1"}; EXPERIMENT=${EXPERIMENT:-synthetic_converged}; STUDY_S=${STUDY_S:-420}; GPU_BENCH_S=${GPU_BENCH_S:-120}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 MSR_CACHE_DIR=${MSR_CACHE_DIR:-/tmp/msr_cache}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/device.txt" 2>&1
-python3 -c "import torch, torchvision, lightning; print(torch.__version__, torchvision.__version__, lightning.__version__)" >> "$OUT/device.txt" 2>&1
+"$PYTHON" -c "import torch, torchvision, lightning; print(torch.__version__, torchvision.__version__, lightning.__version__)" >> "$OUT/device.txt" 2>&1
 if [ "$GPU_BENCH_S" -gt 0 ]; then   # GPU_BENCH_S=0 skips the benchmark
-  timeout "$GPU_BENCH_S" python3 experiments/benchmarks/gpu.py --batches 2 8 --iters 5 --warmup 2 \
+  timeout "$GPU_BENCH_S" "$PYTHON" experiments/benchmarks/gpu.py --batches 2 8 --iters 5 --warmup 2 \
     --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" > "$OUT/gpu.log" 2>&1
   echo "gpu.py exit $?" >> "$OUT/gpu.log"
 fi
 set -- $RUNS
 share=$(( STUDY_S / ($# > 0 ? $# : 1) - 25 ))   # seconds of training per run; start-up and evaluation outside
 for run in "$@"; do
-  name=${run//[=,\/]/_}
-  timeout $(( share + 60 )) python3 -m msr.cli.train experiment="$EXPERIMENT" trainer=gpu logger=csv \
-    ${run//,/ } "+trainer.max_time='$(printf '00:00:%02d:%02d' $(( share / 60 )) $(( share % 60 )))'" hydra.run.dir=/tmp/study/$name \
+  name=${run//[=,\/]/_}   # a long one is cut and given a checksum of the whole (file names have 255 bytes)
+  [ ${#name} -le 100 ] || name="${name:0:80}_$(printf %s "$run" | cksum | cut -d" " -f1)"
+  timeout $(( share + 60 )) "$PYTHON" -m msr.cli.train experiment="$EXPERIMENT" trainer="$TRAINER" logger=csv \
+    ${run//,/ } "+trainer.max_time='$(printf '00:00:%02d:%02d' $(( share / 60 )) $(( share % 60 )))'" hydra.run.dir="$STUDY_DIR/$name" \
     > "$OUT/$name.log" 2>&1
   echo "$run exit $?" >> "$OUT/runs.txt"
   # archived after every run: a call stopped at its limit still brings back the runs that finished
-  tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz.part" -C /tmp study && mv "$OUT/study.tgz.part" "$OUT/study.tgz"
+  tar --exclude='*.ckpt' --exclude='checkpoints' -czf "$OUT/study.tgz.part" -C "$(dirname "$STUDY_DIR")" "$(basename "$STUDY_DIR")" && mv "$OUT/study.tgz.part" "$OUT/study.tgz"
 done
