@@ -1,0 +1,115 @@
+"""Every msr-train, msr-eval and msr-predict command of the README composes through the real entry point.
+
+The README promises that its commands work as written. Each one (its code blocks, with `\\` continuations
+joined, and its inline `msr-...` and `make train ARGS=...` spans) runs here as its program with `--cfg job`:
+Hydra composes the whole config, the hydra node included (launchers, sweepers, run folders), and prints it
+instead of running the job, so a renamed group, choice or key fails. A multirun's sweeps are expanded: every
+value of every swept key is composed once, the other keys at their first value (the studies' own sweeper
+parameters are composed by test_studies.py). Paths and placeholders (`/datasets/coco`, `<run>`) are not
+checked: nothing runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from entry_cli import run_batch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+PROGRAMS = {"msr-train": "train", "msr-eval": "evaluate", "msr-predict": "predict"}
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+
+
+def readme_commands(text: str) -> list[str]:
+    """Return the README's msr-train/eval/predict command lines (code blocks, then inline spans), with
+    `make train ARGS="..."` written as the msr-train command it runs and torchrun's module as its program."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = re.sub(r"^torchrun .*?-m msr\.cli\.train", "msr-train", line)
+            if line.split(" ", 1)[0] in PROGRAMS:
+                lines.append(line)
+    lines += re.findall(r"`((?:msr-train|msr-eval|msr-predict) [^`]+)`", text)
+    for args in re.findall(r'`make train ARGS="([^"]*)"`', text):
+        lines.append(f"msr-train experiment=quickstart {args}")
+    return lines
+
+
+def sweep_values(overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """Return (key, values) for every override, a swept one (`a=x,y`) with all its values."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    out = []
+    for override, text in zip(parsed, overrides):
+        if override.is_sweep_override():
+            key = text.split("=", 1)[0]
+            out.append((key, [f"{key}={v}" for v in override.sweep_string_iterator()]))
+        else:
+            out.append((text, [text]))
+    return out
+
+
+def expanded(overrides: list[str]) -> list[list[str]]:
+    """Return the single-run override lists that cover every value of every swept key once."""
+    keys = sweep_values(overrides)
+    first = [values[0] for _, values in keys]
+    runs = [first]
+    for i, (_, values) in enumerate(keys):
+        runs += [[*first[:i], value, *first[i + 1 :]] for value in values[1:]]
+    return runs
+
+
+def cases_of(command: str) -> list[dict]:
+    """Return the run_batch cases (`--cfg job`, sweeps expanded) of one README command."""
+    words = shlex.split(re.sub(r"<[^<>]*>", "placeholder", command))  # `<run>` is the user's to fill in
+    program = PROGRAMS[words[0]]
+    overrides = [w for w in words[1:] if w not in MULTIRUN_FLAGS and w != "..." and not w.startswith("--")]
+    flags = [w for w in words[1:] if w.startswith("--") and w not in MULTIRUN_FLAGS]
+    if flags and flags != ["--cfg"] and flags != ["--help"]:
+        raise AssertionError(f"README command with flags this test does not know: {command}")
+    if flags == ["--help"]:
+        return [{"name": command, "program": program, "argv": ["--help"]}]
+    overrides = [w for w in overrides if w not in ("job", "hydra", "all")]  # the value of --cfg
+    return [
+        {"name": f"{command} -> {' '.join(run)}", "program": program, "argv": ["--cfg", "job", *run]}
+        for run in expanded(overrides)
+    ]
+
+
+def test_readme_lists_the_commands_this_test_checks() -> None:
+    commands = readme_commands(README.read_text())
+    assert len(commands) >= 30, commands
+    assert "msr-train experiment=quickstart head=maskiou_mask_only" in commands
+    assert any(c.startswith("msr-train trainer=ddp trainer.devices=8") for c in commands)  # torchrun's
+    assert any(c.startswith("msr-train -m hydra/launcher=slurm") and "ckpt_path=auto" in c for c in commands)
+    assert "msr-train experiment=quickstart seed=1 head=none" in commands  # make train ARGS="..."
+
+
+def test_sweeps_expand_to_every_value_once() -> None:
+    assert expanded(["head=maskiou,none", "seed=0,1,2", "logger=csv"]) == [
+        ["head=maskiou", "seed=0", "logger=csv"],
+        ["head=none", "seed=0", "logger=csv"],
+        ["head=maskiou", "seed=1", "logger=csv"],
+        ["head=maskiou", "seed=2", "logger=csv"],
+    ]
+
+
+@pytest.fixture(scope="module")
+def composed(cli_env, tmp_path_factory) -> dict[str, dict]:
+    """Return the output of every README command's `--cfg job` runs, all in one process."""
+    commands = dict.fromkeys(readme_commands(README.read_text()))  # each once, in order
+    cases = [case for command in commands for case in cases_of(command)]
+    return run_batch(cases, cli_env, tmp_path_factory.mktemp("readme"))
+
+
+def test_every_readme_command_composes(composed) -> None:
+    failed = {name: r["stderr"][-800:] for name, r in composed.items() if r["rc"] != 0}
+    assert not failed, "\n\n".join(f"{name}:\n{err}" for name, err in failed.items())
+    for name, result in composed.items():
+        if not name.endswith("--help"):
+            assert isinstance(yaml.safe_load(result["stdout"]), dict), name
