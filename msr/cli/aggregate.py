@@ -17,8 +17,8 @@ from msr.errors import UserError
 from msr.studies.aggregate import aggregate
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run msr-aggregate on the command line `argv` (default: sys.argv)."""
+def build_parser() -> argparse.ArgumentParser:
+    """Return msr-aggregate's command-line parser."""
     parser = argparse.ArgumentParser(prog="msr-aggregate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "folders", nargs="+", help="multirun sweep folders (or any folders holding job folders)"
@@ -45,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "between training runs, the honest ones for separately trained (end-to-end) models",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run msr-aggregate on the command line `argv` (default: sys.argv)."""
+    args = build_parser().parse_args(argv)
     try:
         md, _ = aggregate(
             args.folders, args.out, args.reference, args.bootstrap, args.seed, args.resample_seeds

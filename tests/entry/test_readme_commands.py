@@ -1,4 +1,5 @@
-"""Every msr-train, msr-eval and msr-predict command of the README composes through the real entry point.
+"""Every msr-train, msr-eval and msr-predict command of the README composes through the real entry point,
+and every msr-aggregate command parses.
 
 The README promises that its commands work as written. Each one (its code blocks, with `\\` continuations
 joined, and its inline `msr-...` and `make train ARGS=...` spans) runs here as its program with `--cfg job`:
@@ -20,21 +21,29 @@ import yaml
 from entry_cli import run_batch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from msr.cli.aggregate import build_parser
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 PROGRAMS = {"msr-train": "train", "msr-eval": "evaluate", "msr-predict": "predict"}
 MULTIRUN_FLAGS = {"-m", "--multirun"}
+
+
+def code_block_lines(text: str) -> list[str]:
+    """Return the lines of the README's bash code blocks, `\\` continuations joined, comments dropped."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines += [re.sub(r"\s+#.*$", "", line).strip() for line in block.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line]
 
 
 def readme_commands(text: str) -> list[str]:
     """Return the README's msr-train/eval/predict command lines (code blocks, then inline spans), with
     `make train ARGS="..."` written as the msr-train command it runs and torchrun's module as its program."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            line = re.sub(r"^torchrun .*?-m msr\.cli\.train", "msr-train", line)
-            if line.split(" ", 1)[0] in PROGRAMS:
-                lines.append(line)
+    for line in code_block_lines(text):
+        line = re.sub(r"^torchrun .*?-m msr\.cli\.train", "msr-train", line)
+        if line.split(" ", 1)[0] in PROGRAMS:
+            lines.append(line)
     lines += re.findall(r"`((?:msr-train|msr-eval|msr-predict) [^`]+)`", text)
     for args in re.findall(r'`make train ARGS="([^"]*)"`', text):
         lines.append(f"msr-train experiment=quickstart {args}")
@@ -97,6 +106,14 @@ def test_sweeps_expand_to_every_value_once() -> None:
         ["head=maskiou", "seed=1", "logger=csv"],
         ["head=maskiou", "seed=2", "logger=csv"],
     ]
+
+
+def test_every_readme_msr_aggregate_command_parses() -> None:
+    commands = [line for line in code_block_lines(README.read_text()) if line.startswith("msr-aggregate ")]
+    assert len(commands) >= 3
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])  # argparse exits on a wrong option
+        assert args.folders and args.out, command
 
 
 @pytest.fixture(scope="module")
