@@ -1,11 +1,11 @@
-"""Every msr-train, msr-eval and msr-predict command of the README composes through the real entry point,
-and every msr-aggregate command parses.
+"""Every msr-train, msr-eval and msr-predict command of README.md and experiments/README.md composes through
+the real entry point, and every msr-aggregate command parses.
 
 The README promises that its commands work as written. Each one (its code blocks, with `\\` continuations
 joined, and its inline `msr-...` and `make train ARGS=...` spans) runs here as its program with `--cfg job`:
 Hydra composes the whole config, the hydra node included (launchers, sweepers, run folders), and prints it
 instead of running the job, so a renamed group, choice or key fails. A multirun's sweeps are expanded: every
-value of every swept key is composed once, the other keys at their first value (the studies' own sweeper
+choice of every swept key is composed once, the other keys at their first value (the studies' own sweeper
 parameters are composed by test_studies.py). Paths and placeholders (`/datasets/coco`, `<run>`) are not
 checked: nothing runs.
 """
@@ -23,16 +23,32 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from msr.cli.aggregate import build_parser
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+EXPERIMENTS_README = ROOT / "experiments" / "README.md"
 PROGRAMS = {"msr-train": "train", "msr-eval": "evaluate", "msr-predict": "predict"}
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 
 
 def code_block_lines(text: str) -> list[str]:
-    """Return the lines of the README's bash code blocks, `\\` continuations joined, comments dropped."""
+    """Return the lines of the bash code blocks of `text`, `\\` continuations joined, comments dropped, and
+    shell variables set earlier in the file (`S="..."; R=...`, a `for s in 0 1 2` loop's first value)
+    written out: experiments/README.md records its runs so."""
+    variables: dict[str, str] = {}
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        lines += [re.sub(r"\s+#.*$", "", line).strip() for line in block.replace("\\\n", " ").splitlines()]
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            loop = re.match(r"for (\w+) in (\S+)", line)
+            if loop:
+                variables[loop.group(1)] = loop.group(2)
+            assignment = re.compile(r'([A-Z_]+)=(?:"([^"]*)"|(\S+))')
+            assignments = [assignment.fullmatch(part.strip()) for part in line.split(";")]
+            if line and all(assignments):
+                variables.update({m.group(1): m.group(2) or m.group(3) or "" for m in assignments})
+                continue
+            line = re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), line)
+            lines.append(line.split("; do ", 1)[-1])
     return [line for line in lines if line]
 
 
@@ -51,13 +67,17 @@ def readme_commands(text: str) -> list[str]:
 
 
 def sweep_values(overrides: list[str]) -> list[tuple[str, list[str]]]:
-    """Return (key, values) for every override, a swept one (`a=x,y`) with all its values."""
+    """Return (key, values) for every override, a swept one (`a=x,y`) with all its values (a swept number
+    with its first only: the key is what can be wrong)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     out = []
     for override, text in zip(parsed, overrides):
         if override.is_sweep_override():
             key = text.split("=", 1)[0]
-            out.append((key, [f"{key}={v}" for v in override.sweep_string_iterator()]))
+            values = list(override.sweep_string_iterator())
+            if all(re.fullmatch(r"-?[\d.]+", v) for v in values):  # numbers: the key's check is one value
+                values = values[:1]
+            out.append((key, [f"{key}={v}" for v in values]))
         else:
             out.append((text, [text]))
     return out
@@ -99,17 +119,26 @@ def test_readme_lists_the_commands_this_test_checks() -> None:
     assert "msr-train experiment=quickstart seed=1 head=none" in commands  # make train ARGS="..."
 
 
-def test_sweeps_expand_to_every_value_once() -> None:
-    assert expanded(["head=maskiou,none", "seed=0,1,2", "logger=csv"]) == [
-        ["head=maskiou", "seed=0", "logger=csv"],
-        ["head=none", "seed=0", "logger=csv"],
-        ["head=maskiou", "seed=1", "logger=csv"],
-        ["head=maskiou", "seed=2", "logger=csv"],
+def test_sweeps_expand_to_every_choice_once() -> None:
+    assert expanded(["head=maskiou,none", "logger=csv,none", "seed=0,1,2"]) == [
+        ["head=maskiou", "logger=csv", "seed=0"],
+        ["head=none", "logger=csv", "seed=0"],
+        ["head=maskiou", "logger=none", "seed=0"],
     ]
 
 
-def test_every_readme_msr_aggregate_command_parses() -> None:
-    commands = [line for line in code_block_lines(README.read_text()) if line.startswith("msr-aggregate ")]
+def test_experiments_readme_commands_are_found_with_their_variables_written_out() -> None:
+    commands = readme_commands(EXPERIMENTS_README.read_text())
+    assert len(commands) >= 15, commands
+    assert not [c for c in commands if "$" in c]
+    recorded = "protocol.head_max_epochs=2 head=maskiou model.maskiou_loss.threshold=0.75"  # $H written out
+    assert any(recorded in c for c in commands)
+
+
+@pytest.mark.parametrize("path", [README, EXPERIMENTS_README], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_msr_aggregate_command_parses(path: Path) -> None:
+    lines = code_block_lines(path.read_text())
+    commands = [line for line in lines if line.startswith("msr-aggregate ")]
     assert len(commands) >= 3
     for command in commands:
         args = build_parser().parse_args(shlex.split(command)[1:])  # argparse exits on a wrong option
@@ -118,8 +147,9 @@ def test_every_readme_msr_aggregate_command_parses() -> None:
 
 @pytest.fixture(scope="module")
 def composed(cli_env, tmp_path_factory) -> dict[str, dict]:
-    """Return the output of every README command's `--cfg job` runs, all in one process."""
-    commands = dict.fromkeys(readme_commands(README.read_text()))  # each once, in order
+    """Return the output of every documented command's `--cfg job` runs, all in one process."""
+    documented = readme_commands(README.read_text()) + readme_commands(EXPERIMENTS_README.read_text())
+    commands = dict.fromkeys(documented)  # each once, in order
     cases = [case for command in commands for case in cases_of(command)]
     return run_batch(cases, cli_env, tmp_path_factory.mktemp("readme"))
 
