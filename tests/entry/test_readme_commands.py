@@ -141,8 +141,10 @@ def test_every_msr_aggregate_command_parses(path: Path) -> None:
     commands = [line for line in lines if line.startswith("msr-aggregate ")]
     assert len(commands) >= 3
     for command in commands:
-        args = build_parser().parse_args(shlex.split(command)[1:])  # argparse exits on a wrong option
-        assert args.folders and args.out, command
+        try:
+            build_parser().parse_args(shlex.split(command)[1:])
+        except SystemExit:  # argparse's way of refusing an option or a missing --out
+            pytest.fail(f"msr-aggregate refuses the documented command: {command}")
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def test_gpu_session_stops_runs_at_their_share_evaluates_and_archives_them(tmp_p
     log = log_file.read_text()
     assert (out / "runs.txt").read_text().splitlines() == [f"{run} exit 0"], log[-3000:]
     assert torch.__version__ in (out / "device.txt").read_text()
-    assert "max_time" in log or "Time limit reached" in log, log[-3000:]
+    assert "Time limit reached" in log, log[-3000:]  # Lightning stopped it at its share
 
     assert not (out / "study.tgz.part").exists()
     with tarfile.open(out / "study.tgz") as archive:
