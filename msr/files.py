@@ -2,14 +2,19 @@
 
 Writers go through `atomic_path`: the content goes to a temporary file in the destination folder,
 is flushed to disk (fsync) and renamed onto the destination, so a reader sees either the old file or
-the whole new one, and a failed write leaves the old file and no temporary file behind.
+the whole new one, and a failed write leaves the old file and no temporary file behind. A write that
+fails for want of room (a full disk, a used-up quota, a file-size limit) raises `WriteFailed`, a user
+error whose one line names the file and the cause, whatever library did the writing (torch's zip
+writer hides the OSError inside a RuntimeError: `no_room_cause` finds it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +37,53 @@ def _current_umask() -> int:
 # files written through atomic_path get the permissions a plain open() would give them
 _FILE_MODE = 0o666 & ~_current_umask()
 
+#: The errno values of a write that failed for want of room, and what each means to the user.
+NO_ROOM = {
+    errno.ENOSPC: "no space left on the device",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "disk quota exceeded",
+    errno.EFBIG: "file too large (over the file-size limit, `ulimit -f`, or the file system's largest file)",
+}
+
+
+class WriteFailed(UserError):
+    """A file (or folder) could not be written for want of room; the message names it and the cause."""
+
+    def __init__(self, path: PathLike, cause: OSError, kept: bool) -> None:
+        # the disk is full: the log files cannot grow either, and logging would print a traceback for
+        # every record it fails to write; it drops them quietly instead, so the error stays one line
+        logging.raiseExceptions = False
+        self.path = Path(path)
+        self.cause = cause
+        name = errno.errorcode.get(cause.errno or 0, str(cause.errno))
+        left = f"the earlier {self.path.name} is kept whole" if kept else "nothing half-written is left"
+        super().__init__(
+            f"cannot write {self.path}: {NO_ROOM[cause.errno]} ({name}); {left}; free some space (or raise "
+            f"the quota or the file-size limit) or write elsewhere, then run again"
+        )
+
+
+def no_room_cause(err: BaseException) -> OSError | None:
+    """Return the OSError of a full disk, a used-up quota or a file-size limit behind `err` (`err` itself
+    or one in its `__cause__`/`__context__` chain), or None when `err` has another cause."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in NO_ROOM:
+            return current
+        seen.add(id(current))
+        hidden = current.__suppress_context__  # `raise ... from None`
+        current = current.__cause__ if current.__cause__ is not None or hidden else current.__context__
+    return None
+
+
+def no_room(err: BaseException, path: PathLike, kept: bool) -> WriteFailed | None:
+    """Return the `WriteFailed` for writing `path` when `err` comes from a lack of room (else None);
+    `kept`: whether the earlier version of `path` is still whole."""
+    if isinstance(err, WriteFailed):
+        return err
+    cause = no_room_cause(err)
+    return WriteFailed(path, cause, kept) if cause is not None else None
+
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
@@ -39,11 +91,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
     Write the content to the yielded path. When the block ends normally the file is fsync'ed and
     renamed onto `path` (`os.replace`, atomic on POSIX); on any error, KeyboardInterrupt included,
-    the temporary file is removed and `path` is left as it was.
+    the temporary file is removed and `path` is left as it was. An error caused by a full disk, a quota
+    or a file-size limit (ENOSPC, EDQUOT, EFBIG; also when a library wrapped it) becomes `WriteFailed`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        failed = no_room(err, path, kept=path.exists())
+        if failed is None:
+            raise
+        raise failed from err
     os.close(fd)
     tmp = Path(name)
     try:
@@ -52,9 +111,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
-        raise
+        failed = no_room(err, path, kept=path.exists())
+        if failed is None or failed is err:
+            raise
+        raise failed from err
 
 
 def build_folder_once(
@@ -64,22 +126,29 @@ def build_folder_once(
 
     `write` fills a temporary sibling folder, which is then renamed to `root`, so an interrupted run
     never leaves a half-written folder, and concurrent processes (DDP ranks) end up sharing one
-    complete copy: when another process's rename came first, this one's copy is dropped.
+    complete copy: when another process's rename came first, this one's copy is dropped. A full disk,
+    quota or file-size limit raises `WriteFailed` naming `root`.
     """
     root = Path(root)
     if is_complete(root):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        write(tmp)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_complete(root):  # not a concurrent writer that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            write(tmp)
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                if not is_complete(root):  # not a concurrent writer that finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception as err:
+        failed = no_room(err, root, kept=False)
+        if failed is None or failed is err:
+            raise
+        raise failed from err
     return root
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from msr.data.convert import masks_to_coco, via_to_coco
 from msr.errors import DatasetError
-from msr.files import read_json, write_json_atomic
+from msr.files import WriteFailed, read_json, write_json_atomic
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         out = write_json_atomic(data, args.out)
+    except WriteFailed as exc:  # a full disk, quota or file-size limit: the message names the file
+        print(f"msr-convert: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(args.out) else ""

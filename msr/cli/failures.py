@@ -87,8 +87,12 @@ def log_to_files(message: str, exc_info: BaseException | None = None, level: int
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     info = (type(exc_info), exc_info, exc_info.__traceback__) if exc_info is not None else None
     record = log.makeRecord(log.name, level, __file__, 0, message, None, info)
-    for handler in handlers:
-        handler.handle(record)
+    saved, logging.raiseExceptions = logging.raiseExceptions, False  # a full disk: no logging traceback
+    try:
+        for handler in handlers:
+            handler.handle(record)
+    finally:
+        logging.raiseExceptions = saved
 
 
 def user_asked_full_error() -> bool:

@@ -5,7 +5,9 @@ folder: a `kill -9` leaves it there, and the final move is only atomic when that
 filesystem as the run. `AtomicCheckpointIO` writes through `msr.files.atomic_path` instead: a temporary
 file beside the checkpoint, fsync'ed, then renamed onto it. A reader (a resume, msr-eval) sees the old
 checkpoint or the whole new one; temporaries that a killed process left behind are removed by the next
-successful write of the same checkpoint.
+successful write of the same checkpoint. A checkpoint that cannot be written for want of room (a full
+disk, a quota, a file-size limit) ends in `msr.files.WriteFailed`, one line naming the file and the cause,
+instead of the RuntimeError of torch's zip writer (`unexpected pos ...`), and the earlier one stays whole.
 
 Test hook: with the environment variable `MSR_TEST_CHECKPOINT_PAUSE=<seconds>` every write waits that long
 between writing the temporary file and renaming it, so that tests can kill a process in the middle of a
@@ -40,12 +42,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's `TorchCheckpointIO`, writing atomically in the checkpoint's own folder."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        """Write `checkpoint` to `path` with `torch.save` through a temporary file beside it; return None."""
+        """Write `checkpoint` to `path` with `torch.save` through a temporary file beside it; return None.
+
+        torch writes through a Python file object, so that the OSError of a full disk stays in the chain
+        of torch's RuntimeError, where `atomic_path` finds it (`msr.files.no_room_cause`).
+        """
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         leftovers = stale_temporaries(path)
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
             pause = float(os.environ.get(PAUSE_VARIABLE) or 0)
             if pause > 0:
                 time.sleep(pause)

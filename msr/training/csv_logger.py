@@ -20,7 +20,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from msr.files import atomic_path
+from msr.files import atomic_path, no_room
 
 
 def _read_rows(path: str) -> tuple[list[str], list[dict[str, str]], bool]:
@@ -99,9 +99,22 @@ class ResumableExperimentWriter(ExperimentWriter):
             self._write_all(self.metrics_keys, kept + self.metrics)
             self._earlier -= repeated
         else:
-            with open(self.metrics_file_path, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+            self._append(self.metrics)
         self.metrics = []
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        """Append `rows` to metrics.csv; on a full disk (or quota, or file-size limit) cut the file back to
+        its earlier rows and raise `msr.files.WriteFailed` naming it."""
+        size = os.path.getsize(self.metrics_file_path)
+        try:
+            with open(self.metrics_file_path, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(rows)
+        except OSError as err:
+            failed = no_room(err, self.metrics_file_path, kept=True)
+            if failed is None:
+                raise
+            os.truncate(self.metrics_file_path, size)  # no partial row: the earlier rows stay whole
+            raise failed from err
 
 
 class ResumableCSVLogger(CSVLogger):

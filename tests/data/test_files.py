@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from msr.errors import DatasetError, EvaluationError, UserError
 from msr.files import (
     atomic_path,
     build_folder_once,
+    no_room_cause,
     read_json,
     write_csv_atomic,
     write_json_atomic,
@@ -121,3 +125,51 @@ def test_build_folder_once_writes_once_and_leaves_nothing_on_failure(tmp_path) -
     with pytest.raises(RuntimeError, match="disk full"):
         build_folder_once(other, complete, fail)
     assert sorted(p.name for p in other.parent.iterdir()) == ["set"]  # no half folder, no temporary
+
+
+def test_no_room_is_found_behind_a_library_error() -> None:
+    """torch's zip writer raises RuntimeError('... unexpected pos ...') while handling the OSError."""
+    full = OSError(errno.EFBIG, "File too large")
+    wrapped = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    assert no_room_cause(wrapped) is None
+    wrapped.__context__ = full
+    assert no_room_cause(wrapped) is full
+    assert no_room_cause(OSError(errno.ENOSPC, "No space left on device")).errno == errno.ENOSPC
+    assert no_room_cause(OSError(errno.EACCES, "Permission denied")) is None
+    assert no_room_cause(ValueError("x")) is None
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path: Path) -> None:
+    """A real write beyond a file-size limit (EFBIG, in a subprocess): the earlier file stays whole."""
+    target = write_json_atomic({"old": True}, tmp_path / "results.json")
+    fresh = tmp_path / "new" / "fresh.json"
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "robustness")!r})
+from file_size_limit import limit_file_size
+from msr.files import WriteFailed, build_folder_once, write_json_atomic
+limit_file_size(4096)
+messages = []
+for path in ({str(target)!r}, {str(fresh)!r}):
+    try:
+        write_json_atomic(list(range(5000)), path)
+    except WriteFailed as err:
+        messages.append(str(err))
+def fill(folder):
+    (folder / "big.bin").write_bytes(bytes(10_000))
+try:
+    build_folder_once({str(tmp_path / "cache" / "set")!r}, lambda r: False, fill)
+except WriteFailed as err:
+    messages.append(str(err))
+print(json.dumps(messages))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    kept, first, folder = json.loads(proc.stdout)
+    assert kept.startswith(f"cannot write {target}: file too large (over the file-size limit")
+    assert "(EFBIG); the earlier results.json is kept whole; free some space" in kept
+    assert first.startswith(f"cannot write {fresh}: ") and "nothing half-written is left" in first
+    assert folder.startswith(f"cannot write {tmp_path / 'cache' / 'set'}: file too large")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert list((tmp_path / "new").iterdir()) == [] and list((tmp_path / "cache").iterdir()) == []
