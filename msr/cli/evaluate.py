@@ -5,7 +5,8 @@
     msr-eval results=segm_results.json ann_file=annotations/instances_val2017.json
 
 Prints the COCO tables and the calibration figures; writes `<run dir>/eval/<split>_metrics.json` and,
-in checkpoint mode, the results JSON files beside it (`scored_metrics.json` in scoring mode).
+in checkpoint mode, the results JSON files beside it (`scored_metrics.json` in scoring mode). The run holds
+its folder while it runs (msr.run_lock): a second run in the same folder stops with one line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from msr.cli.common import CONFIG_DIR, run_dir, to_dict, user_errors
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
+from msr.run_lock import hold_folder
 
 # Each mode imports what it needs in its function: scoring a results file needs neither Lightning nor
 # the model (torch), so it starts in a fraction of the time a checkpoint's evaluation needs.
@@ -114,7 +116,8 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run msr-eval for `cfg`; return the metrics and print the summary table."""
     folder = run_dir()
-    metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)
+    with hold_folder(folder, "msr-eval"):  # one run per folder: a second one stops with one line
+        metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)
     from msr.distributed import get_rank
 
     if get_rank() == 0:

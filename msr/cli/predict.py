@@ -6,7 +6,8 @@ Writes, in the run folder: `bbox_results.json` (COCO results, `bbox` xywh, `scor
 `segm_results.json` (`segmentation` RLE, `score` = mask score, `class_score`, `mask_iou`); `images.json`
 (the COCO `images` list: ids map back to file names, and with categories it scores with msr-eval); and
 `overlays/<picture>.png` (masks, boxes, class, box score and mask score of the detections whose box score
-is at least `score_thresh`). See msr.training.callbacks.predictions.PredictionWriter.
+is at least `score_thresh`). See msr.training.callbacks.predictions.PredictionWriter. The run holds its
+folder while it runs (msr.run_lock): a second run in the same folder stops with one line.
 
 A picture that cannot be read stops the run (exit status 2) after the results of the pictures done so far
 are written; with `data.skip_unreadable=true` it is skipped, and named in `skipped_images.json`.
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from msr.cli.common import CONFIG_DIR, build_callbacks, run_dir, user_errors
 from msr.cli.failures import run_entry
 from msr.errors import ConfigError
+from msr.run_lock import hold_folder
 from msr.training.checkpoints import load_module
 
 #: What msr-predict needs from the command line, and how to give it.
@@ -40,12 +42,13 @@ def predict(cfg: DictConfig) -> Path:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
     pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
-    module = load_module(cfg.ckpt_path)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg.callbacks, cfg.trainer), default_root_dir=str(folder)
-    )
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
+        module = load_module(cfg.ckpt_path)
+        datamodule = instantiate(cfg.data, _convert_="all")
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=build_callbacks(cfg.callbacks, cfg.trainer), default_root_dir=str(folder)
+        )
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
     return folder
 
 
