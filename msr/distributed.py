@@ -58,6 +58,13 @@ def get_rank() -> int:
     return 0
 
 
+def launched_externally() -> bool:
+    """Return True when this process was started by torchrun, SLURM srun or a Lightning launcher."""
+    if "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
+        return True
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
+
+
 def get_world_size() -> int:
     """Return the number of ranks of the default process group (1 when not initialised)."""
     return _dist().get_world_size() if is_initialized() else 1
@@ -126,3 +133,10 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if _dist().get_rank() == src else None]
     _dist().broadcast_object_list(box, src=src, group=object_group())
     return box[0]
+
+
+def wait_for_children(trainer: Any, timeout: float = 300.0) -> None:
+    """Wait for the DDP processes this process launched through a Lightning `trainer` (if any) to exit."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    for proc in getattr(launcher, "procs", None) or []:
+        proc.wait(timeout=timeout)

@@ -23,9 +23,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from msr.cli.common import CONFIG_DIR, build_net
+from msr.cli.common import CONFIG_DIR
 from msr.files import write_json_atomic
-from msr.training.module import _model_target, _plain
+from msr.training.assembly import build_net
+from msr.training.module import model_target, plain_images
 
 #: Parts of the detector timed as record_function scopes: (label, attribute path from the net).
 PARTS = (
@@ -86,7 +87,7 @@ def main() -> None:
 
     def step(batch: Any) -> None:
         images, targets = batch
-        losses = net(_plain(images), [_model_target(t) for t in targets])
+        losses = net(plain_images(images), [model_target(t) for t in targets])
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         optimizer.step()

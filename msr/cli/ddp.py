@@ -23,23 +23,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from msr.distributed import launched_externally
 from msr.files import write_text_atomic
 
 #: Environment variables Lightning's subprocess launcher sets in the launching process.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 CONFIG_FOLDER = ".ddp"
-
-
-def launched_externally() -> bool:
-    """Return True when this process was started by torchrun, SLURM srun or a Lightning launcher."""
-    if "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
-        return True
-    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
 
 
 def pinned_argv(program: str, config_dir: Path) -> list[str]:
@@ -79,13 +72,6 @@ def ddp_job_scope(cfg: DictConfig, folder: Path) -> Iterator[None]:
                 hydra_cfg.hydra.run.dir = saved_run_dir
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def wait_for_children(trainer: Any, timeout: float = 300.0) -> None:
-    """Wait for the DDP processes this process launched (if any) to exit."""
-    launcher = getattr(trainer.strategy, "launcher", None)
-    for proc in getattr(launcher, "procs", None) or []:
-        proc.wait(timeout=timeout)
 
 
 def _hydra_config() -> DictConfig | None:

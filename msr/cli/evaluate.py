@@ -22,6 +22,7 @@ from msr.cli.common import CONFIG_DIR, run_dir, to_dict, user_errors
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
+from msr.layout import RunLayout
 from msr.run_lock import hold_folder
 
 # Each mode imports what it needs in its function: scoring a results file needs neither Lightning nor
@@ -69,7 +70,7 @@ def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    from msr.cli.common import build_callbacks
+    from msr.training.assembly import build_callbacks
     from msr.training.checkpoints import load_module
 
     if cfg.split not in SPLITS:
@@ -109,7 +110,7 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
         bootstrap=int(evaluation.get("bootstrap", 0)),
     )
     record: dict[str, Any] = {"results": str(cfg.results), "ann_file": str(cfg.ann_file), **result.metrics}
-    write_json_atomic(record, folder / "eval" / "scored_metrics.json")
+    write_json_atomic(record, RunLayout(folder).scored_metrics)
     return result.metrics
 
 

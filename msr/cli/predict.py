@@ -22,10 +22,11 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, build_callbacks, run_dir, user_errors
+from msr.cli.common import CONFIG_DIR, run_dir, user_errors
 from msr.cli.failures import run_entry
 from msr.errors import ConfigError
 from msr.run_lock import hold_folder
+from msr.training.assembly import build_callbacks
 from msr.training.checkpoints import load_module
 
 #: What msr-predict needs from the command line, and how to give it.

@@ -3,6 +3,7 @@
     msr-train experiment=quickstart
     msr-train data=coco data.root=/datasets/coco backbone=resnet50 schedule=coco_1x trainer=ddp
     msr-train --multirun head=maskiou,none seed=0,1,2
+    msr-train study=input_designs experiment=synthetic_cpu_study protocol=head_only   # heads on shared trunks
 """
 
 from __future__ import annotations
@@ -11,27 +12,17 @@ import logging
 
 import hydra
 import lightning.pytorch as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from msr.cli.common import (
-    CONFIG_DIR,
-    build_callbacks,
-    build_logger,
-    build_net,
-    check_config_values,
-    resolve_ckpt_path,
-    run_dir,
-    to_dict,
-    user_errors,
-)
-from msr.cli.ddp import ddp_job_scope, wait_for_children
+from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict, user_errors
+from msr.cli.ddp import ddp_job_scope
 from msr.cli.failures import run_entry, sigterm_exit
-from msr.cli.trunk import prepare_trunk
-from msr.errors import ConfigError
+from msr.distributed import wait_for_children
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
+from msr.layout import RunLayout
+from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
 from msr.training.checkpoints import check_resumable
 from msr.training.resume import ExactResume
 from msr.training.tracking import finish_wandb, run_metadata
@@ -54,13 +45,22 @@ WHOLE_NUMBERS = {
 def train(cfg: DictConfig) -> float | None:
     """Train, evaluate and return the value of cfg.optimized_metric (None if it was not computed).
 
-    Under DDP every rank runs this; only rank 0 writes the run's files and prints the table.
+    `protocol=head_only` jobs go to the head stage (msr.studies.head_stage): their MaskIoU head trains on
+    a frozen trunk, alone or, in a sweep, in one pass with the jobs that share that trunk. Under DDP every
+    rank runs this; only rank 0 writes the run's files and prints the table.
     """
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
+    if cfg.protocol.head_only:
+        from msr.studies.head_stage import run_head_only_job
+
+        return run_head_only_job(cfg, task_function=train_job, ddp_scope=ddp_job_scope)
+    return train_end_to_end(cfg)
+
+
+def train_end_to_end(cfg: DictConfig) -> float | None:
+    """Train the whole detector of `cfg` and evaluate it; return the optimized metric (None: not computed)."""
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir()
-    if cfg.protocol.head_only and not cfg.protocol.get("trunk"):
-        use_trunk(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     net = build_net(cfg, datamodule.num_classes)
     module = instantiate(  # not recursive: net_config and data_config are stored as plain configs
@@ -71,7 +71,7 @@ def train(cfg: DictConfig) -> float | None:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.schedule.scheduler),
         evaluator=instantiate(cfg.evaluation),
-        net_config=to_dict(cfg.model),
+        net_config=net_config(cfg.model, datamodule.num_classes),
         class_names=datamodule.class_names,
         label_to_cat_id=datamodule.label_to_cat_id,
         data_config=to_dict(cfg.data),
@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> float | None:
         check_resumable(ckpt_path, module)
     config = {"config": to_dict(cfg), "run": run_metadata()}
     if trainer.is_global_zero:
-        write_json_atomic(config, folder / "run_config.json")
+        write_json_atomic(config, RunLayout(folder).run_config)
     try:
         if logger:
             logger.log_hyperparams(config)
@@ -108,33 +108,14 @@ def train(cfg: DictConfig) -> float | None:
     return float(value) if value is not None else None  # NaN tells a sweeper the trial failed
 
 
-def use_trunk(cfg: DictConfig) -> None:
-    """Head-only protocol: start from the job's cached Mask R-CNN trunk (trained first if needed) and
-    train only the MaskIoU head. Records the trunk in `cfg.protocol.trunk` (so DDP children reuse it)."""
-    if cfg.model.get("maskiou_head") is None:
-        raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
-    if cfg.protocol.get("head_max_epochs") is not None and cfg.schedule.max_steps > 0:
-        raise ConfigError(
-            "protocol.head_max_epochs needs a schedule by epochs; this one stops at "
-            f"schedule.max_steps={cfg.schedule.max_steps}"
-        )
-    trunk = prepare_trunk(cfg, HydraConfig.get().overrides.task, CONFIG_DIR)
-    with open_dict(cfg):
-        cfg.protocol.trunk = trunk
-        cfg.init.weights = trunk["checkpoint"]
-        cfg.init.freeze_except_maskiou = True
-        if cfg.protocol.get("head_max_epochs") is not None:  # the head's own, shorter, schedule
-            cfg.schedule.max_epochs = cfg.protocol.head_max_epochs
-    epochs, steps = cfg.schedule.max_epochs, cfg.schedule.max_steps
-    length = f"{steps} step{'s' * (steps != 1)}" if steps > 0 else f"{epochs} epoch{'s' * (epochs != 1)}"
-    log.info("head-only protocol: the head trains %s on the frozen trunk %s", length, trunk["checkpoint"])
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    """Hydra entry point of msr-train; returns the optimized metric for sweepers."""
+def train_job(cfg: DictConfig) -> float | None:
+    """Run one msr-train job (`train` with its errors as one line, SIGTERM as exit status 143); return the
+    optimized metric for sweepers. Hydra's task function, also of the trunks the head-only protocol trains."""
     with user_errors("msr-train"), sigterm_exit("msr-train"):
         return train(cfg)
+
+
+hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(train_job)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
+from msr.models.maskiou.branch import MaskIoUInputs, mask_scores, pool_for, predict_ious
 from msr.models.maskiou.heads import MaskIoUHead
 from msr.models.maskiou.loss import MaskIoULoss
 from msr.models.maskiou.targets import MaskIoUSupervision, PositiveRoIs, TargetClassTargets
@@ -71,7 +72,7 @@ class MaskScoringRoIHeads(RoIHeads):
             maskiou_target = TargetClassTargets() if maskiou_target is None else maskiou_target
             maskiou_loss = MaskIoULoss() if maskiou_loss is None else maskiou_loss
             if maskiou_roi_pool is None and self.mask_roi_pool is not None:
-                maskiou_roi_pool = _pool_for(self.mask_roi_pool, maskiou_head.feature_size)
+                maskiou_roi_pool = pool_for(self.mask_roi_pool, maskiou_head.feature_size)
         self.maskiou_head = maskiou_head
         self.maskiou_target = maskiou_target
         self.maskiou_loss = maskiou_loss
@@ -164,11 +165,8 @@ class MaskScoringRoIHeads(RoIHeads):
         labels: torch.Tensor,
     ) -> torch.Tensor:
         """Return the MaskIoU head's [N, C] predictions for the RoIs."""
-        if self.maskiou_roi_pool is not None:
-            roi_features = self.maskiou_roi_pool(features, boxes, image_shapes)
-        if self.maskiou_detach:
-            roi_features, mask_probs = roi_features.detach(), mask_probs.detach()
-        return self.maskiou_head(roi_features, mask_probs, labels)
+        inputs = MaskIoUInputs(features, image_shapes, boxes, roi_features, mask_probs, labels)
+        return predict_ious(self.maskiou_head, self.maskiou_roi_pool, self.maskiou_detach, inputs)
 
     def _score_masks(
         self,
@@ -182,15 +180,9 @@ class MaskScoringRoIHeads(RoIHeads):
         boxes = [d["boxes"] for d in detections]
         labels = torch.cat([d["labels"] for d in detections])
         pred_ious = self._predict_ious(features, boxes, image_shapes, roi_features, mask_probs, labels)
-        rows = torch.arange(labels.shape[0], device=labels.device)
-        for d, ious in zip(detections, pred_ious[rows, labels].split([len(b) for b in boxes])):
-            d["mask_ious"] = ious
-            # The paper's score: class confidence times predicted IoU. No clamping, no re-NMS.
-            d["mask_scores"] = d["scores"] * ious
-
-
-def _pool_for(mask_roi_pool: MultiScaleRoIAlign, size: int) -> MultiScaleRoIAlign | None:
-    """Return a RoIAlign like the mask branch's at `size` x `size`; None if that one has this size."""
-    if tuple(mask_roi_pool.output_size) == (size, size):
-        return None
-    return type(mask_roi_pool)(mask_roi_pool.featmap_names, size, sampling_ratio=mask_roi_pool.sampling_ratio)
+        scores = torch.cat([d["scores"] for d in detections])
+        ious, scores = mask_scores(scores, pred_ious, labels)
+        counts = [len(b) for b in boxes]
+        for d, image_ious, image_scores in zip(detections, ious.split(counts), scores.split(counts)):
+            d["mask_ious"] = image_ious
+            d["mask_scores"] = image_scores

@@ -32,23 +32,12 @@ from msr.errors import UserError
 from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM, STUDY_KEYS, TITLES
 from msr.evaluation.tables import markdown_table
 from msr.files import write_csv_atomic, write_text_atomic
+from msr.layout import RunLayout
+from msr.studies.identity import variant_ignored
 
 if TYPE_CHECKING:
     from msr.studies.intervals import VariantIntervals
 
-#: Overrides (and resolved config keys) that do not define a variant.
-IGNORED_KEYS = (
-    "seed",
-    "hydra.",
-    "logger",
-    "ckpt_path",
-    "trainer.devices",
-    "data.num_workers",
-    "data.cache_dir",
-    "protocol.trunk",  # the head-only protocol's trunk of each seed (runs are paired on it)
-    "init.weights",  # set by the head-only protocol to that trunk
-    "trainer.max_time",  # a wall-clock guard (experiments/parallel_runs.py), not a design choice
-)
 #: Overrides that do not name a variant: a study only chooses what its sweep varies.
 UNNAMED_KEYS = ("study",)
 
@@ -97,14 +86,14 @@ def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
         runs += sorted(
             run
             for run in _folders_under(folder)
-            if (run / "eval" / "val_metrics.json").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+            if RunLayout(run).metrics("val").is_file() and RunLayout(run).overrides.is_file()
         )
     return runs
 
 
 def _ignored(key: str) -> bool:
     """Return True for an override or dotted config key that does not define a variant."""
-    return key.lstrip("+~").startswith(IGNORED_KEYS)
+    return variant_ignored(key)
 
 
 def variant_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -145,11 +134,12 @@ def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
     The key is the resolved config (or, without `.hydra/config.yaml`, the overrides); the metrics are
     `eval/val_metrics.json` completed from `eval/scored_metrics.json`, plus the derived rescoring gain.
     """
-    overrides = _read(run / ".hydra" / "overrides.yaml", yaml.safe_load) or []
-    metrics = _read(run / "eval" / "val_metrics.json", json.loads)
+    layout = RunLayout(run)
+    overrides = _read(layout.overrides, yaml.safe_load) or []
+    metrics = _read(layout.metrics("val"), json.loads)
     if not isinstance(overrides, list) or not isinstance(metrics, dict):
         raise AggregateError(f"{run}: overrides.yaml must hold a list and val_metrics.json an object")
-    scored_file = run / "eval" / "scored_metrics.json"
+    scored_file = layout.scored_metrics
     if scored_file.is_file():
         scored = _read(scored_file, json.loads)
         if not isinstance(scored, dict):
@@ -158,7 +148,7 @@ def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
     if f"{SEGM}AP" in metrics and f"{CLASS_SCORE}AP" in metrics:
         metrics[RESCORING_GAIN] = metrics[f"{SEGM}AP"] - metrics[f"{CLASS_SCORE}AP"]
     overrides = [str(o) for o in overrides]
-    config_file = run / ".hydra" / "config.yaml"
+    config_file = layout.hydra_config
     key: tuple = variant_key(overrides)
     if config_file.is_file():
         key = config_key(_read(config_file, yaml.safe_load) or {})

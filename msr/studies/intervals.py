@@ -31,6 +31,8 @@ from msr.evaluation.bootstrap import (
 )
 from msr.evaluation.calibration import class_score_results
 from msr.files import read_json
+from msr.layout import RunLayout, trunk_record_of
+from msr.studies.trunk import read_trunk_record
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,8 @@ def annotation_file(run: Path, cache: dict[str, str]) -> str:
     file exists here, else the val annotations of the run's data config (prepared if needed): a run
     trained on another machine (a lent GPU) recorded that machine's path, and the synthetic set of the
     same parameters is the same set everywhere."""
-    recorded = read_json(run / "eval" / "val_metrics.json", "metrics file").get("ann_file")
+    layout = RunLayout(run)
+    recorded = read_json(layout.metrics("val"), "metrics file").get("ann_file")
     if recorded and Path(recorded).is_file():
         return str(recorded)
     if recorded:
@@ -70,7 +73,7 @@ def annotation_file(run: Path, cache: dict[str, str]) -> str:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    config = OmegaConf.load(layout.hydra_config)
     key = OmegaConf.to_yaml(config.data, resolve=True)
     if key not in cache:
         datamodule = instantiate(config.data, _convert_="all")
@@ -81,14 +84,15 @@ def annotation_file(run: Path, cache: dict[str, str]) -> str:
 
 def run_pictures(run: Path, cache: dict[str, str]) -> RunPictures | None:
     """Return the run's per-picture evaluations (None when it saved no segm results)."""
-    results_file = run / "eval" / "segm_results.json"
+    layout = RunLayout(run)
+    results_file = layout.results("segm")
     if not results_file.is_file():
         return None
     results = read_json(results_file, "results file")
     ann_file = annotation_file(run, cache)
-    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
+    config = yaml.safe_load(layout.hydra_config.read_text()) or {}
     by_mask = evaluate_per_image(results, ann_file)
-    recorded = read_json(run / "eval" / "val_metrics.json", "metrics file").get("segm/AP")
+    recorded = read_json(layout.metrics("val"), "metrics file").get("segm/AP")
     if isinstance(recorded, (int, float)) and abs(coco_ap(by_mask) - recorded) > 1e-6:
         # the pictures resampled must be the ones the run was scored on (a moved run's fallback above)
         raise EvaluationError(
@@ -179,14 +183,13 @@ def read_trunk(run: Path) -> str | None:
     """Return the head-only protocol's trunk key of a run, None for other end-to-end runs.
 
     A head-only job names its trunk in run_config.json; the trunk's own run (its Mask R-CNN, the study's
-    natural reference) is the `run` folder beside the cache's `trunk.json`, which holds the key.
+    natural reference) is the run folder beside the cache's trunk record, which holds the key.
     """
-    path = run / "run_config.json"
+    path = RunLayout(run).run_config
     if not path.is_file():
         return None
-    config = json.loads(path.read_text()).get("config", {})
-    key = ((config.get("protocol") or {}).get("trunk") or {}).get("key")
-    record = run.parent / "trunk.json"
-    if key is None and record.is_file():
-        key = json.loads(record.read_text()).get("key")
-    return key
+    record = read_trunk_record(json.loads(path.read_text()))
+    if record is not None:
+        return record.get("key")
+    beside = trunk_record_of(run)
+    return json.loads(beside.read_text()).get("key") if beside.is_file() else None

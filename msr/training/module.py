@@ -92,7 +92,7 @@ class MSRModule(pl.LightningModule):
         policy = self.hparams.nonfinite_loss
         # a skipped step must leave no trace: keep the norm statistics it would update (a few KB)
         saved = [b.clone() for b in self._float_buffers()] if policy == "skip" else []
-        losses = self.net(_plain(images), [_model_target(t) for t in targets])
+        losses = self.net(plain_images(images), [model_target(t) for t in targets])
         total = sum(losses.values())
         finite = torch.isfinite(total.detach())
         if self.trainer.world_size > 1:  # every rank must take the same decision, or DDP hangs
@@ -157,7 +157,7 @@ class MSRModule(pl.LightningModule):
         if self.evaluator is None:
             raise RuntimeError("MSRModule was built without an evaluator: it cannot validate or test")
         datamodule = self.trainer.datamodule
-        ann_file = datamodule.val_ann if split == "val" else (datamodule.test_ann or datamodule.val_ann)
+        ann_file = evaluated_annotations(datamodule, split)
         self.evaluator.bind(ann_file, self.label_to_cat_id or datamodule.label_to_cat_id)
         self.evaluator.reset()
         self._ground_truth = None if ann_file is None else str(ann_file)
@@ -166,9 +166,9 @@ class MSRModule(pl.LightningModule):
         """Run the net on a batch, hand the detections (original picture frame) to the evaluator and
         return them in the batch's frame, for callbacks that draw them."""
         images, targets = batch
-        outputs = self.net(_plain(images))
-        to_sizes = [tuple(int(s) for s in t.get("orig_size", i.shape[-2:])) for t, i in zip(targets, images)]
-        original = to_original_frame(outputs, [tuple(im.shape[-2:]) for im in images], to_sizes)
+        outputs = self.net(plain_images(images))
+        sizes = [tuple(im.shape[-2:]) for im in images]
+        original = to_original_frame(outputs, sizes, original_sizes(images, targets))
         self.evaluator.update(
             [{k: v.detach().cpu() for k, v in o.items()} for o in original],
             [int(t["image_id"]) for t in targets],
@@ -215,10 +215,23 @@ class MSRModule(pl.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
         """Return (the pictures' metadata, their detections in the original picture frame, on the CPU)."""
         images, metas = batch
-        outputs = self.net(_plain(images))
-        to_sizes = [tuple(int(s) for s in m.get("orig_size", i.shape[-2:])) for m, i in zip(metas, images)]
-        outputs = to_original_frame(outputs, [tuple(im.shape[-2:]) for im in images], to_sizes)
+        outputs = self.net(plain_images(images))
+        sizes = [tuple(im.shape[-2:]) for im in images]
+        outputs = to_original_frame(outputs, sizes, original_sizes(images, metas))
         return metas, [{k: v.detach().cpu() for k, v in o.items()} for o in outputs]
+
+
+def evaluated_annotations(datamodule: Any, split: str) -> Any:
+    """Return the annotation file a `split` ("val" or "test") evaluation scores against (test falls back
+    to val)."""
+    return datamodule.val_ann if split == "val" else (datamodule.test_ann or datamodule.val_ann)
+
+
+def original_sizes(
+    images: Sequence[torch.Tensor], metas: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, int]]:
+    """Return each picture's original (height, width): its `orig_size` when the data set resized it."""
+    return [tuple(int(s) for s in m.get("orig_size", i.shape[-2:])) for m, i in zip(metas, images)]
 
 
 def to_original_frame(
@@ -247,7 +260,7 @@ def to_original_frame(
     return rescaled
 
 
-def _model_target(target: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def model_target(target: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Return the keys the net trains on, as plain tensors."""
     return {
         "boxes": target["boxes"].as_subclass(torch.Tensor).to(torch.float32),
@@ -256,6 +269,6 @@ def _model_target(target: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def _plain(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def plain_images(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Return the images as plain tensors (tv_tensors subclasses would leak into the net's ops)."""
     return [im.as_subclass(torch.Tensor) for im in images]

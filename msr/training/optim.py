@@ -45,8 +45,19 @@ def build_optimizer(
     `factory` is a partial optimizer class (`_partial_: true` in conf/optimizer/) whose `lr` is given per
     `reference_batch` images; it is scaled to `global_batch` (None: used as is).
     """
+    groups = parameter_groups(model, no_decay_norm_bias)
+    return optimizer_for_groups(factory, groups, global_batch, reference_batch)
+
+
+def optimizer_for_groups(
+    factory: Callable[..., torch.optim.Optimizer],
+    groups: list[dict[str, Any]],
+    global_batch: int,
+    reference_batch: int | None = REFERENCE_BATCH,
+) -> tuple[torch.optim.Optimizer, float]:
+    """Return (optimizer over the parameter `groups`, its learning rate scaled as in `build_optimizer`)."""
     base_lr = getattr(factory, "keywords", {}).get("lr")
     if base_lr is None:
         raise ConfigError("optimizer.lr is not set: conf/optimizer/<choice>.yaml must give a learning rate")
     lr = scaled_lr(float(base_lr), global_batch, reference_batch) if reference_batch else float(base_lr)
-    return factory(parameter_groups(model, no_decay_norm_bias), lr=lr), lr
+    return factory(groups, lr=lr), lr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
@@ -20,6 +20,8 @@ class Evaluation:
     global_step: int
     result: EvaluationResult  # metrics on every rank; results and calibration data on rank 0
     ground_truth: str | None = None  # the annotation file evaluated against
+    variant: int = 0  # which job of a shared head pass it belongs to (msr.studies.head_module)
+    loggers: tuple[Any, ...] | None = None  # where its pictures are logged (None: the trainer's loggers)
 
 
 class EvaluationCallback(pl.Callback):

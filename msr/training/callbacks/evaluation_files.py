@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from msr.files import write_json_atomic
+from msr.layout import metrics_name, results_name
 from msr.training.callbacks.base import Evaluation, EvaluationCallback
 
 
@@ -31,7 +32,7 @@ class EvaluationFiles(EvaluationCallback):
         result = evaluation.result
         if self.save_results and result.results is not None:
             for iou_type, results in result.results.items():
-                write_json_atomic(results, self.folder / f"{iou_type}_results.json")
+                write_json_atomic(results, self.folder / results_name(iou_type))
         record = {
             "split": evaluation.split,
             "epoch": evaluation.epoch,
@@ -39,4 +40,4 @@ class EvaluationFiles(EvaluationCallback):
             "ann_file": evaluation.ground_truth,
             **result.metrics,
         }
-        write_json_atomic(record, self.folder / f"{evaluation.split}_metrics.json")
+        write_json_atomic(record, self.folder / metrics_name(evaluation.split))

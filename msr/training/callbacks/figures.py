@@ -91,7 +91,8 @@ class EvaluationFigures(EvaluationCallback):
         columns, rows = per_class_ap(evaluation.result.metrics)
         if rows:
             write_csv_atomic(columns, rows, out / "per_class_ap.csv")
-        for logger in wandb_loggers(trainer.loggers):
+        loggers = trainer.loggers if evaluation.loggers is None else evaluation.loggers
+        for logger in wandb_loggers(loggers):
             log_wandb(logger, step, samples, calib, calib_picture, columns, rows)
         self._samples = []
 
