@@ -17,7 +17,8 @@ from torchvision.transforms.v2 import functional as F
 
 from msr.data.annotation_store import AnnotationStore, AnnotationStoreBuilder
 from msr.data.coco_json import load_coco
-from msr.data.image_io import load_rgb_image, read_image_size
+from msr.data.image_io import PictureHeader, load_rgb_image, read_picture_header
+from msr.data.orientation import orientation_mismatch, resolve_reading
 from msr.data.segmentation import (
     clean_polygons,
     decode_masks,
@@ -89,6 +90,12 @@ class CocoInstanceDataset(Dataset):
     images whose size differs from the JSON raise it when loaded. With ``skip_unreadable`` every
     image header is checked up front and bad images are skipped instead; ``num_skipped`` and
     ``skipped_files`` report them.
+
+    Pictures with an EXIF orientation are read as ``exif_orientation`` says (see msr.data.orientation):
+    ``apply`` turns them upright, ``ignore`` reads the stored pixels, ``auto`` does what the file's
+    ``info.exif_orientation`` says (msr-convert's files: apply), else ignore; ``reading`` is the result.
+    A picture turned by a quarter whose size in the file fits only the other reading raises
+    ``DatasetError`` naming the option.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class CocoInstanceDataset(Dataset):
         include_crowd: bool = False,
         skip_unreadable: bool = False,
         min_box_size: float = 1.0,
+        exif_orientation: str = "auto",
     ) -> None:
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
@@ -109,6 +117,9 @@ class CocoInstanceDataset(Dataset):
         if not self.image_dir.is_dir():
             raise DatasetError(f"image folder not found: {self.image_dir} (images of {self.ann_file})")
         coco = load_coco(self.ann_file)
+        self.exif_orientation = exif_orientation
+        self.reading = resolve_reading(exif_orientation, coco.dataset.get("info"))
+        self.upright = self.reading == "apply"
 
         cat_ids = sorted(coco.cats)
         self.cat_id_to_label: dict[int, int] = {cid: i + 1 for i, cid in enumerate(cat_ids)}
@@ -193,11 +204,15 @@ class CocoInstanceDataset(Dataset):
         for image_id in image_ids:
             path = self.image_path(image_id)
             try:
-                size = read_image_size(path)
+                header = self.header(image_id)
             except DatasetError:
                 self.skipped_files.append(path)
                 continue
-            if size != self.image_size(image_id):
+            expected = self.image_size(image_id)
+            turned = orientation_mismatch(path, header, expected, self.reading, self.ann_file, image_id)
+            if turned is not None:  # not a damaged picture: the option is wrong for this file
+                raise DatasetError(turned)
+            if header.size(self.upright) != expected:
                 self.skipped_files.append(path)
                 continue
             kept.append(image_id)
@@ -235,6 +250,14 @@ class CocoInstanceDataset(Dataset):
         """Return the path of the image file of ``image_id``."""
         return self.image_dir / self._targets.file_name(self._targets.position(image_id))
 
+    def header(self, image_id: int) -> PictureHeader:
+        """Return the stored size and EXIF orientation of ``image_id``'s picture (reading its header now).
+
+        Raises:
+            DatasetError: naming the file when it is missing or not a recognised image.
+        """
+        return read_picture_header(self.image_path(image_id))
+
     def aspect_ratios(self) -> list[float]:
         """Return width / height of every image in dataset order (read from the JSON, no I/O)."""
         heights = self._targets.heights[self._positions].tolist()
@@ -271,13 +294,14 @@ class CocoInstanceDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
         image_id = self.ids[index]
         path = self.image_path(image_id)
-        rgb = load_rgb_image(path)
+        rgb = load_rgb_image(path, upright=self.upright)
         height, width = rgb.shape[:2]
         expected = self._targets.size(int(self._positions[index]))
         if (height, width) != expected:
-            raise DatasetError(
-                f"image {path} is {width}x{height} (WxH) but {self.ann_file} says {expected[1]}x{expected[0]}"
-            )
+            header = self.header(image_id)
+            turned = orientation_mismatch(path, header, expected, self.reading, self.ann_file, image_id)
+            says = f"{self.ann_file} says {expected[1]}x{expected[0]}"
+            raise DatasetError(turned or f"image {path} is {width}x{height} (WxH) but {says}")
         image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))  # [3, H, W] uint8
         target = self.load_target(index, height, width)
         if self.transforms is not None:

@@ -5,6 +5,11 @@
 
 Image ``file_name`` entries are relative to the image folder; image sizes are read from the
 image files; image ids are 1..N in file-name order and category ids 1..K in name order.
+
+Annotation tools show a photo with an EXIF orientation turned upright, and regions drawn there are in
+the upright picture's coordinates: the converters give every picture its upright size, and the COCO file
+says so (``info.exif_orientation: "apply"``), so that msr's data sets read its pictures upright (see
+msr.data.orientation).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from msr.data.image_io import IMAGE_EXTENSIONS, read_image_size
+from msr.data.image_io import IMAGE_EXTENSIONS, PictureHeader, read_picture_header
+from msr.data.orientation import INFO_KEY
 from msr.data.segmentation import mask_to_rle, rle_bbox_xywh
 from msr.errors import DatasetError
 from msr.files import read_json
@@ -35,13 +41,14 @@ def _polygon_area(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def _coco_dict(images: list[dict], annotations: list[dict], names: Sequence[str], description: str) -> dict:
-    """Return a COCO instances dict; annotation ``category`` names become ids 1..K (sorted names)."""
+    """Return a COCO instances dict; annotation ``category`` names become ids 1..K (sorted names); its
+    ``info`` says that sizes and regions are those of the upright pictures."""
     cat_ids = {name: i + 1 for i, name in enumerate(sorted(set(names)))}
     for i, ann in enumerate(annotations):
         ann["id"] = i + 1
         ann["category_id"] = cat_ids[ann.pop("category")]
     return {
-        "info": {"description": description},
+        "info": {"description": description, INFO_KEY: "apply"},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -50,6 +57,28 @@ def _coco_dict(images: list[dict], annotations: list[dict], names: Sequence[str]
 
 
 # -- VIA -----------------------------------------------------------------------------------------
+
+
+def _upright_header(path: Path, tagged: list[str]) -> PictureHeader:
+    """Return the header of the picture at ``path``; add its name to ``tagged`` when it carries an EXIF
+    orientation."""
+    header = read_picture_header(path)
+    if header.tagged:
+        tagged.append(path.name)
+    return header
+
+
+def _say_tagged(source: Path, tagged: list[str], total: int) -> None:
+    """Log how many of the ``total`` pictures converted from ``source`` carry an EXIF orientation."""
+    if tagged:
+        logger.info(
+            "%s: %d of %d pictures carry an EXIF orientation (first: %s); their sizes and regions are "
+            "those of the upright picture, as annotation tools show it",
+            source,
+            len(tagged),
+            total,
+            tagged[0],
+        )
 
 
 def _via_region_polygon(shape: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
@@ -118,9 +147,9 @@ def via_to_coco(
 
     if not entries:
         raise DatasetError(f"{via_json}: lists no pictures; nothing to convert (is it the right VIA file?)")
-    images, annotations, names, skipped = [], [], [], 0
+    images, annotations, names, skipped, tagged = [], [], [], 0, []
     for image_id, (file_name, regions) in enumerate(entries, start=1):
-        height, width = read_image_size(image_dir / file_name)
+        height, width = _upright_header(image_dir / file_name, tagged).size(upright=True)
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         for number, region in enumerate(regions):
             try:
@@ -149,6 +178,7 @@ def via_to_coco(
                     "iscrowd": 0,
                 }
             )
+    _say_tagged(via_json, tagged, len(images))
     if skipped:
         logger.warning("%s: skipped %d regions with unsupported or degenerate shapes", via_json, skipped)
     if not annotations:
@@ -253,16 +283,18 @@ def masks_to_coco(
     mask_files = sorted(p for p in mask_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".png")
     if not mask_files:
         raise DatasetError(f"no instance mask PNGs found under {mask_dir}")
-    images, annotations, names = [], [], []
+    images, annotations, names, tagged = [], [], [], []
     for image_id, mask_path in enumerate(mask_files, start=1):
         relative_stem = mask_path.relative_to(mask_dir).with_suffix("")
         image_path = _find_image(image_dir, relative_stem)
-        height, width = read_image_size(image_path)
+        header = _upright_header(image_path, tagged)
+        height, width = header.size(upright=True)
         labels = _read_label_image(mask_path)
         if labels.shape != (height, width):
+            turned = f" upright (EXIF orientation {header.orientation})" if header.tagged else ""
             raise DatasetError(
                 f"instance mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but image {image_path} "
-                f"is {width}x{height}"
+                f"is {width}x{height}{turned}"
             )
         file_name = image_path.relative_to(image_dir).as_posix()
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
@@ -283,6 +315,7 @@ def masks_to_coco(
                     "iscrowd": 0,
                 }
             )
+    _say_tagged(mask_dir, tagged, len(images))
     if not annotations:
         raise DatasetError(
             f"no instance in the {len(mask_files)} masks under {mask_dir} (every pixel is 0, background); "

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from msr.data.coco import to_float_image
-from msr.data.image_io import IMAGE_EXTENSIONS, load_rgb_image
+from msr.data.image_io import IMAGE_EXTENSIONS, load_rgb_image, read_picture_header
 from msr.errors import DatasetError
 
 
@@ -36,6 +36,11 @@ class ImageFolderDataset(Dataset):
     is the index in the sorted file list and ``file_name`` the path relative to ``root``.
     ``transforms`` (e.g. ``build_transforms(train=False, ...)``) receive ``(image, target)``.
 
+    With ``upright`` (the default) a picture with an EXIF orientation is turned upright, as viewers show
+    it, and its target also holds ``"exif_orientation"`` (2-8) and ``"turned_upright": True``; without it
+    the stored pixels are used and the target holds the orientation with ``"turned_upright": False``.
+    ``orig_size`` is the size of the picture as read.
+
     A picture that cannot be decoded raises DatasetError naming it; with ``skip_unreadable`` its sample
     is a blank stand-in whose target also holds ``"unreadable": <the reason>``, for the caller to skip.
     """
@@ -45,6 +50,7 @@ class ImageFolderDataset(Dataset):
         root: str | Path,
         transforms: Callable[[Any, dict], tuple[Any, dict]] | None = None,
         skip_unreadable: bool = False,
+        upright: bool = True,
     ) -> None:
         self.root = Path(root)
         self.files = list_images(self.root)
@@ -52,6 +58,7 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}")
         self.transforms = transforms
         self.skip_unreadable = bool(skip_unreadable)
+        self.upright = bool(upright)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -60,7 +67,11 @@ class ImageFolderDataset(Dataset):
         path = self.files[index]
         target: dict[str, Any] = {"image_id": index, "file_name": path.relative_to(self.root).as_posix()}
         try:
-            rgb = load_rgb_image(path)
+            orientation = read_picture_header(path).orientation
+            rgb = load_rgb_image(path, upright=self.upright)
+            if orientation != 1:
+                target["exif_orientation"] = orientation
+                target["turned_upright"] = self.upright
         except DatasetError as err:
             if not self.skip_unreadable:
                 raise DatasetError(f"{err} (data.skip_unreadable=true skips such pictures)") from None

@@ -93,15 +93,24 @@ def test_eval_scores_results_file_exactly(backend, cli_env, tmp_path):
 def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path):
     pictures = tmp_path / "pictures"
     pictures.mkdir()
-    sizes = {"a.png": (96, 128), "b.jpg": (128, 80), "c.png": (128, 128)}  # (height, width)
+    # (height, width) as seen upright; d.jpg is a phone photo stored 80 wide, 128 high, tagged "turn 90°"
+    sizes = {"a.png": (96, 128), "b.jpg": (128, 80), "c.png": (128, 128), "d.jpg": (80, 128)}
+    exif = Image.Exif()
+    exif[0x0112] = 6
     for name, (h, w) in sizes.items():
-        Image.effect_noise((w, h), 60).convert("RGB").save(pictures / name)
+        if name == "d.jpg":
+            Image.effect_noise((h, w), 60).convert("RGB").save(pictures / name, exif=exif.tobytes())
+        else:
+            Image.effect_noise((w, h), 60).convert("RGB").save(pictures / name)
     out = tmp_path / "predict"
     ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
     overrides = [f"ckpt_path={ckpt}", f"images={pictures}", "score_thresh=0.0", f"hydra.run.dir={out}"]
-    run_cli("predict", *overrides, env=cli_env, cwd=tmp_path)
+    proc = run_cli("predict", *overrides, env=cli_env, cwd=tmp_path)
     images = json.loads((out / "images.json").read_text())
     assert {i["file_name"]: (i["height"], i["width"]) for i in images} == sizes
+    tagged = [(i["file_name"], i.get("exif_orientation"), i.get("turned_upright")) for i in images]
+    assert [t for t in tagged if t[1] is not None] == [("d.jpg", 6, True)]
+    assert "1 pictures carry an EXIF orientation (first: d.jpg); they were turned upright" in proc.stdout
     ids = {i["id"] for i in images}
     segm = json.loads((out / "segm_results.json").read_text())
     bbox = json.loads((out / "bbox_results.json").read_text())

@@ -89,6 +89,7 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
     shutil.copy(picture, root / "val_size" / "original.png")
     Image.new("RGB", (SIZE, SIZE - 16)).save(picture)  # 64 wide, 48 high; the JSON says 64 x 64
     cases.append(_train("val_size", root, resized))
+    cases.append(_train("exif_quarter_turn", root, _phone_photo(root)))
 
     good = _data(root, "good", None)
     cases += [
@@ -131,6 +132,22 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
         },
     ]
     return cases + _eval_cases(root) + _convert_cases(root, blocker) + _predict_cases(root, checkpoint)
+
+
+def _edit_upright_size(train: dict, val: dict) -> None:
+    val["images"][0].update(width=SIZE, height=SIZE - 16)  # 5.png seen upright: 64 wide, 48 high
+
+
+def _phone_photo(root: Path) -> list[str]:
+    """Return the data overrides of a tiny COCO set whose val picture 5.png is a phone photo: stored 48 wide
+    and 64 high with EXIF orientation 6 (turn 90°), and the file gives its upright size (64 x 48) without
+    saying so (another tool than msr-convert): read as stored, its size fits only the upright reading."""
+    data = _data(root, "exif_quarter_turn", _edit_upright_size)
+    picture = root / "exif_quarter_turn" / "data" / "images" / "5.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (SIZE - 16, SIZE)).save(picture, exif=exif.tobytes())
+    return data
 
 
 def _predict_cases(root: Path, checkpoint: Path) -> list[dict]:

@@ -73,6 +73,16 @@ def test_val_picture_of_another_size_is_found_before_training(batch):
     )
 
 
+def test_phone_photo_whose_size_fits_only_the_upright_reading_names_the_option(batch):
+    line = error_line(batch["exif_quarter_turn"])
+    assert_says(
+        line,
+        "5.png is stored 48x64 (WxH) with EXIF orientation 6 (turned 90°);",
+        "val.json says 64x48 for image 5, its upright size:",
+        "set data.exif_orientation=apply (now ignore: read as stored)",
+    )
+
+
 # -- configuration values ------------------------------------------------------------------------------
 
 

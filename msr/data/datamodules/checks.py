@@ -3,8 +3,11 @@
 - loader options: batch sizes of at least 1, a number of workers of at least 0;
 - a training set with no usable instance (no annotation, only crowd regions, no picture) is an error,
   not an "epoch" of no batches;
-- an evaluation set (val, test) must hold pictures, polygons that COCOeval can score, and pictures whose
-  size is the one its annotation file gives (their headers are read now, not at the first validation);
+- an evaluation set (val, test) must hold pictures and polygons that COCOeval can score;
+- every picture of every split must have the size its annotation file gives, in the reading of EXIF
+  orientations the data set uses (their headers are read now, not when the picture is first loaded; a
+  quarter turn whose size fits the other reading names `data.exif_orientation`), and a split with tagged
+  pictures says once how many and which reading it uses (msr.data.orientation);
 - a picture that cannot be decoded when it is loaded (a truncated file) stops the run with its name and
   a hint; with `skip_unreadable` it is skipped with a warning naming it, and the sample of the next
   readable picture is used instead.
@@ -20,7 +23,8 @@ from torch.utils.data import Dataset
 
 from msr.data.coco import CocoInstanceDataset
 from msr.data.coco_json import validate_coco_instances
-from msr.data.image_io import read_image_size
+from msr.data.orientation import orientation_mismatch, tagged_summary
+from msr.distributed import get_rank
 from msr.errors import ConfigError, DatasetError
 from msr.files import read_json
 
@@ -85,21 +89,48 @@ def check_training_set(dataset: CocoInstanceDataset) -> None:
 
 def check_evaluation_set(dataset: CocoInstanceDataset, check_sizes: bool = True) -> None:
     """Raise DatasetError unless `dataset` (its file validated by `category_names(..., evaluated=True)`)
-    has pictures and, with `check_sizes`, picture headers that match the file's sizes."""
+    has pictures and, with `check_sizes`, picture headers that match the file's sizes (`check_pictures`)."""
     if len(dataset) == 0:
         raise DatasetError(f"{dataset.ann_file}: no picture to evaluate; check the file and its image folder")
-    if not check_sizes:
-        return
+    check_pictures(dataset, check_sizes)
+
+
+def check_pictures(dataset: CocoInstanceDataset, check_sizes: bool = True) -> None:
+    """Read the header of every picture of `dataset`; return None.
+
+    With `check_sizes`, raise DatasetError naming the first picture that cannot be read or whose size, in
+    the data set's reading of EXIF orientations, differs from its annotation file's. Without it (pictures
+    already checked by `skip_unreadable`) unreadable headers are passed over. On rank 0, log once how many
+    pictures carry an EXIF orientation and which reading is used.
+    """
+    tagged: dict[Path, int] = {}
+    hint = "(data.skip_unreadable=true skips such pictures)"
     for image_id in dataset.ids:
         path = dataset.image_path(image_id)
+        try:
+            header = dataset.header(image_id)
+        except DatasetError as err:
+            if not check_sizes:
+                continue
+            raise DatasetError(f"{err} {hint}") from None
+        if header.tagged:
+            tagged[path] = header.orientation
+        if not check_sizes:
+            continue
         expected = dataset.image_size(image_id)
-        found = read_image_size(path)
+        turned = orientation_mismatch(path, header, expected, dataset.reading, dataset.ann_file, image_id)
+        if turned is not None:
+            raise DatasetError(turned)
+        found = header.size(dataset.upright)
         if found != expected:
             raise DatasetError(
                 f"image {path} is {found[1]}x{found[0]} (WxH) but {dataset.ann_file} says "
                 f"{expected[1]}x{expected[0]} for image {image_id}: correct its size in the file or replace "
-                f"the picture (data.skip_unreadable=true skips such pictures)"
+                f"the picture {hint}"
             )
+    if tagged and get_rank() == 0:
+        reading = (dataset.exif_orientation, dataset.reading)
+        log.warning(tagged_summary(dataset.ann_file, tagged, len(dataset.ids), *reading))
 
 
 class UnreadablePictures(Dataset):

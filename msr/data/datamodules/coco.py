@@ -18,9 +18,11 @@ from msr.data.datamodules.checks import (
     category_names,
     check_evaluation_set,
     check_loader_options,
+    check_pictures,
     check_training_set,
 )
 from msr.data.folder import ImageFolderDataset
+from msr.data.orientation import check_reading
 from msr.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
 from msr.data.transforms import build_transforms
 from msr.distributed import is_distributed
@@ -64,6 +66,10 @@ class CocoDataModule(pl.LightningDataModule):
     Resizing is optional: ``min_size`` (int or list for multi-scale training) and ``max_size`` for
     training, ``eval_min_size`` (with ``max_size``) for val/test/predict; ``None`` leaves pictures at
     their size (the torchvision model resizes internally and maps predictions back).
+
+    ``exif_orientation`` (``auto``, ``apply``, ``ignore``; see msr.data.orientation) chooses how pictures
+    with an EXIF orientation are read: the annotated splits as ``CocoInstanceDataset`` says, the predict
+    pictures upright unless ``ignore``.
     """
 
     def __init__(
@@ -90,10 +96,12 @@ class CocoDataModule(pl.LightningDataModule):
         drop_empty: bool = True,
         include_crowd: bool = False,
         skip_unreadable: bool = False,
+        exif_orientation: str = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
         check_loader_options(batch_size, eval_batch_size, num_workers)
+        self.exif_orientation = check_reading(exif_orientation)
         self.save_hyperparameters(logger=False)
         self.train_images, self.train_ann = train_images, train_ann
         self.val_images, self.val_ann = val_images, val_ann
@@ -187,10 +195,12 @@ class CocoDataModule(pl.LightningDataModule):
             drop_empty=self.drop_empty and train,
             include_crowd=self.include_crowd,
             skip_unreadable=self.skip_unreadable,
+            exif_orientation=self.exif_orientation,
         )
         self._check_categories(dataset)
         if train:
             check_training_set(dataset)
+            check_pictures(dataset, check_sizes=not self.skip_unreadable)
         else:
             check_evaluation_set(dataset, check_sizes=not self.skip_unreadable)
         return UnreadablePictures(dataset, skip=self.skip_unreadable)
@@ -225,7 +235,10 @@ class CocoDataModule(pl.LightningDataModule):
             transforms = build_transforms(
                 train=False, min_size=self.eval_min_size, max_size=self.max_size, targets=False
             )
-            self.predict_dataset = ImageFolderDataset(self.predict_images, transforms, self.skip_unreadable)
+            upright = self.exif_orientation != "ignore"
+            self.predict_dataset = ImageFolderDataset(
+                self.predict_images, transforms, self.skip_unreadable, upright=upright
+            )
 
     # -- loaders ----------------------------------------------------------------------------------
 

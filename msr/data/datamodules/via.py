@@ -12,6 +12,10 @@ from msr.data.synthetic import default_cache_dir
 from msr.errors import DatasetError
 from msr.files import write_json_atomic
 
+#: Part of the cache key of converted files: bumped when the converter writes other files for the same
+#: input (2: upright sizes of pictures with an EXIF orientation, `info.exif_orientation`).
+CONVERTER_VERSION = 2
+
 
 class ViaDataModule(CocoDataModule):
     """``CocoDataModule`` over VIA-annotated folders (e.g. Matterport's balloon set).
@@ -19,7 +23,9 @@ class ViaDataModule(CocoDataModule):
     ``train_dir`` and ``val_dir`` (default ``root/train`` and ``root/val``) each hold the pictures
     and ``annotation`` (a VIA JSON). On first use each file is converted to COCO (``via_to_coco``)
     into ``cache_dir`` (default ``$MSR_CACHE_DIR/via`` or ``~/.cache/msr/via``), under a name that
-    changes whenever the VIA file changes, and the converted files are reused afterwards.
+    changes whenever the VIA file changes, and the converted files are reused afterwards. The converted
+    files give the upright sizes of pictures with an EXIF orientation and say so, so that with
+    ``exif_orientation=auto`` (the default) their pictures are read upright (msr.data.orientation).
     """
 
     def __init__(
@@ -53,7 +59,7 @@ class ViaDataModule(CocoDataModule):
     def _converted_path(self, via_json: Path) -> Path:
         """Return the cache file for ``via_json``: keyed by its path, size, mtime and the options."""
         stat = via_json.stat()
-        options = f"{self.category}|{self.category_attribute}"
+        options = f"{self.category}|{self.category_attribute}|{CONVERTER_VERSION}"
         key = f"{via_json.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         return self.cache_dir / f"{via_json.parent.name}_{digest}.json"

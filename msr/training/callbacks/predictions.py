@@ -26,6 +26,11 @@ class PredictionWriter(BasePredictionWriter):
     `images` list: ids map back to file names) and `overlays/<picture>.png` (detections whose box score
     is at least `score_thresh`). Under DDP every rank converts its pictures and rank 0 writes the files.
 
+    Pictures with an EXIF orientation are predicted as the data set read them (upright unless
+    `data.exif_orientation=ignore`, see msr.data.orientation): their `images.json` entry gives that
+    picture's size and adds `exif_orientation` (2-8) and `turned_upright`; results and overlays are in the
+    same frame, and a line on stdout counts them.
+
     Pictures the data set could not read (samples marked `unreadable`, see `ImageFolderDataset`) get no
     results; they are listed in `skipped_images.json` and named on stdout. When prediction stops on an
     error, the results of the pictures done so far are written all the same (under DDP each rank writes
@@ -58,12 +63,16 @@ class PredictionWriter(BasePredictionWriter):
                 continue
             height, width = (int(s) for s in meta["orig_size"])
             image = {"image_id": image_id, "file_name": file_name, "height": height, "width": width}
+            if "exif_orientation" in meta:  # tagged: say how it was read
+                image["exif_orientation"] = int(meta["exif_orientation"])
+                image["turned_upright"] = bool(meta["turned_upright"])
             self.images.append(image)
             boxes, segms = predictions_to_coco(det, image_id, pl_module.label_to_cat_id)
             self.results["bbox"] += boxes
             self.results["segm"] += segms
             if self.overlays:
-                picture = load_rgb_image(self.images_root / file_name)
+                upright = image.get("turned_upright", False)  # the frame the detections are in
+                picture = load_rgb_image(self.images_root / file_name, upright=upright)
                 overlay = draw_prediction(picture, det, pl_module.class_names, self.score_thresh)
                 save_png(overlay, self.folder / "overlays" / Path(file_name).with_suffix(".png"))
 
@@ -76,6 +85,14 @@ class PredictionWriter(BasePredictionWriter):
             return
         self._write(gathered, images, skipped)
         print(f"msr-predict: {len(images)} pictures, {len(gathered['segm'])} detections -> {self.folder}")
+        tagged = [i for i in images if "exif_orientation" in i]
+        if tagged:
+            upright = tagged[0]["turned_upright"]
+            how = "turned upright before prediction" if upright else "read as stored, not turned"
+            print(
+                f"msr-predict: {len(tagged)} pictures carry an EXIF orientation (first: "
+                f"{tagged[0]['file_name']}); they were {how} (images.json: exif_orientation, turned_upright)"
+            )
         if skipped:
             names = ", ".join(s["file_name"] for s in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
             print(f"msr-predict: skipped {len(skipped)} unreadable pictures: {names} (skipped_images.json)")
