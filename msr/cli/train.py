@@ -38,7 +38,7 @@ WHOLE_NUMBERS = {
     "trainer.num_nodes": 1,
     "trainer.log_every_n_steps": 1,
     "seed": None,
-    "protocol.head_max_epochs": 1,
+    "protocol.head_max_epochs": 0,
 }
 
 

@@ -82,7 +82,7 @@ class HeadJob:
     pass_callbacks: list[pl.Callback]
     checkpoint: JobCheckpoint
     resume_from: str | None = None
-    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    hydra: DictConfig | None = None  # the job's Hydra config (with its `hydra` node), None outside Hydra
 
     @property
     def name(self) -> str:
@@ -100,7 +100,7 @@ def check_head_only(cfg: DictConfig) -> None:
     """Raise ConfigError, before any work, for a head-only job that cannot run."""
     if cfg.model.get("maskiou_head") is None:
         raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
-    if cfg.protocol.get("head_max_epochs") is not None and cfg.schedule.max_steps > 0:
+    if cfg.protocol.get("head_max_epochs") not in (None, 0) and cfg.schedule.max_steps > 0:
         raise ConfigError(
             "protocol.head_max_epochs needs a schedule by epochs; this one stops at "
             f"schedule.max_steps={cfg.schedule.max_steps}"
@@ -148,6 +148,8 @@ def prepare_job(cfg: DictConfig) -> HeadJob:
             shared.append(callback)
     last, best, settings = _checkpoint_plan(cfg.callbacks)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, folder)
+    # the job's own Hydra config object (its `hydra` node resolves against this job's config), kept as it is
+    hydra_config = HydraConfig.instance().cfg if HydraConfig.initialized() else None
     return HeadJob(
         cfg=cfg,
         config=OmegaConf.to_container(cfg, resolve=True),
@@ -159,6 +161,7 @@ def prepare_job(cfg: DictConfig) -> HeadJob:
         pass_callbacks=shared,
         checkpoint=JobCheckpoint({}, last, best, **settings),
         resume_from=ckpt_path,
+        hydra=hydra_config,
     )
 
 
@@ -257,13 +260,41 @@ def _run_one_pass(
     jobs: Sequence[HeadJob], task_function: TaskFunction | None, ddp_scope: DDPScope | None
 ) -> list[float | None]:
     """Train and evaluate the heads of `jobs` on their trunk; return each job's optimized metric."""
+    with _in_job(jobs[0]):
+        return _train_pass(jobs, task_function, ddp_scope)
+
+
+@contextlib.contextmanager
+def _in_job(job: HeadJob) -> Iterator[None]:
+    """Within this block, Hydra's current job is `job` (DDP processes Lightning starts follow it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if job.hydra is None:
+        yield
+        return
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().cfg = job.hydra
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+def _train_pass(
+    jobs: Sequence[HeadJob], task_function: TaskFunction | None, ddp_scope: DDPScope | None
+) -> list[float | None]:
+    """Train and evaluate the heads of `jobs` on their trunk (in the first job's Hydra context)."""
     from msr.models import load_weights
     from msr.models.maskiou.branch import MaskIoUBranch
 
     first = jobs[0]
     config = first.config
+    trunk = _trunk_of(first, task_function)  # trained first if needed: it seeds and draws on its own
+    if config["protocol"].get("head_max_epochs") == 0:
+        log.info("head-only protocol: trunk %s is ready (%s); protocol.head_max_epochs=0 trains no head",
+                 trunk.key, trunk.run or trunk.checkpoint)
+        return [None] * len(jobs)
     pl.seed_everything(config["seed"], workers=True)
-    trunk = _trunk_of(first, task_function)
     with job_logs([j.log_file for j in jobs]):
         names = ", ".join(j.name for j in jobs)
         log.info(
@@ -469,6 +500,7 @@ def jobs_of_spec(path: Path, own: HeadJob) -> list[HeadJob]:
     jobs = []
     for entry in json.loads(path.read_text()):
         if Path(entry["folder"]) == own.folder:
+            own.overrides = list(entry["overrides"])  # this process composed the job from its saved config
             jobs.append(own)
             continue
         cfg = OmegaConf.create(entry["config"])
