@@ -54,12 +54,19 @@ class WriteFailed(UserError):
         logging.raiseExceptions = False
         self.path = Path(path)
         self.cause = cause
-        name = errno.errorcode.get(cause.errno or 0, str(cause.errno))
         left = f"the earlier {self.path.name} is kept whole" if kept else "nothing half-written is left"
-        super().__init__(
-            f"cannot write {self.path}: {NO_ROOM[cause.errno]} ({name}); {left}; free some space (or raise "
-            f"the quota or the file-size limit) or write elsewhere, then run again"
-        )
+        super().__init__(no_room_message(self.path, cause, left))
+
+
+def no_room_message(path: PathLike, cause: OSError, left: str | None = None) -> str:
+    """Return the one line of a write of `path` that failed for want of room (`cause.errno` in NO_ROOM);
+    `left`: what became of the file, said after the cause."""
+    name = errno.errorcode.get(cause.errno or 0, str(cause.errno))
+    what = f"; {left}" if left else ""
+    return (
+        f"cannot write {path}: {NO_ROOM[cause.errno]} ({name}){what}; free some space (or raise the quota or "
+        f"the file-size limit) or write elsewhere, then run again"
+    )
 
 
 def no_room_cause(err: BaseException) -> OSError | None:

@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from msr.files import NO_ROOM, no_room_message
+
 log = logging.getLogger(__name__)
 
 #: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process killed by SIGTERM),
@@ -41,6 +43,8 @@ def user_error_message(err: BaseException, user_errors: tuple[type[BaseException
     if isinstance(err, user_errors):
         return str(err)
     if isinstance(err, OSError) and err.filename:
+        if err.errno in NO_ROOM:  # a full disk, quota or file-size limit met outside msr's own writers
+            return no_room_message(err.filename, err)
         return f"cannot write or read {err.filename}: {err.strerror or type(err).__name__}"
     return config_error_message(err, user_errors)
 
@@ -159,6 +163,8 @@ def run_entry(program: str, hydra_main: Any) -> Any:
 def start_up_error_message(err: BaseException) -> str | None:
     """Return the one-line message of an error met before the job starts (None: not the user's doing)."""
     cause = err.__cause__ if isinstance(err, ValueError) and isinstance(err.__cause__, OSError) else err
+    if isinstance(cause, OSError) and cause.errno in NO_ROOM:  # Hydra's files: a full disk, not a bad folder
+        return no_room_message(cause.filename or "the run folder", cause)
     if isinstance(cause, OSError):  # the run folder or its log file cannot be written
         where = cause.filename or "the run folder"
         return (

@@ -4,6 +4,7 @@ makes real writes fail with EFBIG, as a full disk fails with ENOSPC."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from file_size_limit import overrides as size_limit
 from PIL import Image
 from robust_cli import MODEL, SIZE, custom_data, run_cli, tiny_coco
 
+from msr.cli.failures import start_up_error_message, user_error_message
 from msr.files import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -123,3 +125,27 @@ def test_results_files_beyond_the_limit_are_one_line(tmp_path: Path, robust_env,
     line = error_line(proc, "msr-eval")
     assert line.startswith(f"msr-eval: error: cannot write {scored}: file too large"), line
     assert json.loads(scored.read_text()) == {"earlier": 1}
+
+
+def test_a_full_disk_outside_msr_writers_is_one_line_too(tmp_path: Path, robust_env) -> None:
+    """Hydra's own files (.hydra/*.yaml, written before the job starts) and an OSError naming its file."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(HERE)!r})
+from file_size_limit import limit_file_size
+limit_file_size(200)
+sys.argv = ["msr-predict", "ckpt_path=any.ckpt", "images={tmp_path}", "hydra.run.dir={tmp_path / 'run'}"]
+from msr.cli.predict import main
+main()
+"""
+    command = [sys.executable, "-c", code]
+    proc = subprocess.run(command, env=robust_env, capture_output=True, text=True, timeout=300)
+    line = error_line(proc, "msr-predict")
+    assert line.startswith("msr-predict: error: cannot write the run folder: file too large (over the file")
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/a/wandb/run.wandb")
+    assert user_error_message(full, ()) == (
+        "cannot write /runs/a/wandb/run.wandb: no space left on the device (ENOSPC); free some space (or "
+        "raise the quota or the file-size limit) or write elsewhere, then run again"
+    )
+    denied = OSError(errno.EACCES, "Permission denied", "/runs/a")
+    assert start_up_error_message(denied).startswith("cannot write the run folder (/runs/a: Permission")
