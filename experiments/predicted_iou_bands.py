@@ -18,6 +18,7 @@ import numpy as np
 
 from msr.evaluation.calibration import true_mask_ious
 from msr.files import read_json
+from msr.layout import RunLayout
 from msr.studies.intervals import annotation_file
 
 BANDS = {
@@ -29,7 +30,7 @@ BANDS = {
 
 def bands(run: Path) -> list[str]:
     """Return the run's Markdown cells: 'count: mean predicted IoU' per band."""
-    results = read_json(run / "eval" / "segm_results.json", "results file")
+    results = read_json(RunLayout(run).results("segm"), "results file")
     if not results or results[0].get("mask_iou") is None:
         raise SystemExit(f"{run}: its results carry no predicted IoU (not an MS R-CNN run)")
     true_iou = true_mask_ious(results, annotation_file(run, {}))

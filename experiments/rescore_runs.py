@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from msr.errors import EvaluationError
 from msr.evaluation.scoring import score_results_file
 from msr.files import read_json, write_json_atomic
+from msr.layout import RunLayout
 from msr.studies.aggregate import AggregateError, find_runs
 
 #: Largest |Δ segm AP| between a run's own evaluation and the rescoring of its saved results.
@@ -33,7 +34,7 @@ AP_TOLERANCE = 1e-9
 
 def val_annotation_file(run: Path, cache: dict[str, str]) -> str:
     """Return the validation annotation file of the run's data config (the data set prepared if needed)."""
-    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    config = OmegaConf.load(RunLayout(run).hydra_config)
     key = OmegaConf.to_yaml(config.data, resolve=True)
     if key not in cache:
         datamodule = instantiate(config.data, _convert_="all")
@@ -46,15 +47,16 @@ def val_annotation_file(run: Path, cache: dict[str, str]) -> str:
 
 def rescore(run: Path, ann_file: str, backend: str) -> dict[str, float]:
     """Score the run's saved segm results again; write and return `eval/scored_metrics.json`'s metrics."""
-    results = run / "eval" / "segm_results.json"
+    layout = RunLayout(run)
+    results = layout.results("segm")
     metrics = score_results_file(
         results, ann_file, "segm", backend, print_fn=None, calibration=True, upper_bound=True
     ).metrics
-    own = read_json(run / "eval" / "val_metrics.json", "metrics file", EvaluationError).get("segm/AP")
+    own = read_json(layout.metrics("val"), "metrics file", EvaluationError).get("segm/AP")
     if own is not None and not math.isclose(own, metrics["segm/AP"], abs_tol=AP_TOLERANCE):
         raise SystemExit(f"{results}: segm AP {metrics['segm/AP']} rescored vs {own} in val_metrics.json")
     scored = {"results": str(results), "ann_file": ann_file, **metrics}
-    write_json_atomic(scored, run / "eval" / "scored_metrics.json")
+    write_json_atomic(scored, layout.scored_metrics)
     return metrics
 
 
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"rescore_runs: {err}") from None
     annotation_files: dict[str, str] = {}
     for run in runs:
-        if not (run / "eval" / "segm_results.json").is_file():
+        if not RunLayout(run).results("segm").is_file():
             print(f"{run}: no eval/segm_results.json, skipped", file=sys.stderr)
             continue
         m = rescore(run, val_annotation_file(run, annotation_files), args.backend)

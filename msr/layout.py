@@ -12,7 +12,8 @@ the callbacks), the trunk cache, msr-aggregate and the scripts in experiments/:
     figures/step_<N>/...                        pictures of every evaluation
     csv/metrics.csv                             with logger=csv
     wandb/, wandb_run.json                      with logger=wandb (the W&B run and its identity)
-    .ddp/config.yaml                            the job's config for DDP processes Lightning starts
+    .ddp/config.yaml, .ddp/head_pass.json       what DDP processes that Lightning starts compose
+    .msr_run.lock                               held by the run that runs in the folder
 
 The trunk cache (`protocol.trunk_cache`, default `$MSR_CACHE_DIR/trunks`) holds one folder per trunk key:
 `<key>/run/` is the trunk's own msr-train run folder, `<key>/trunk.json` records it as finished, and
@@ -39,7 +40,10 @@ RUN_PATHS = {
     "wandb_run": "wandb_run.json",
     "csv": "csv",
     "ddp": ".ddp",
+    "lock": ".msr_run.lock",
 }
+#: What a training run leaves in its folder that another run there would mix with its own.
+RUN_OUTPUTS = ("checkpoints", "csv", "eval", "figures", "run_config", "wandb_run")
 #: The metrics file inside the csv logger's folder.
 CSV_METRICS = "metrics.csv"
 #: The file of msr-eval's scoring of a saved results file, inside `eval/`.

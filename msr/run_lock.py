@@ -33,15 +33,16 @@ from pathlib import Path
 
 from msr.distributed import get_rank
 from msr.errors import UserError
+from msr.layout import RUN_OUTPUTS, RUN_PATHS, RunLayout
 
 log = logging.getLogger(__name__)
 
 #: The lock file inside a run folder.
-LOCK_FILE = ".msr_run.lock"
+LOCK_FILE = RUN_PATHS["lock"]
 #: The config key that tells msr-train to start over in a folder holding an earlier run.
 OVERWRITE_KEY = "overwrite"
 #: What an earlier run left in its folder that a new run would mix with its own (deleted by overwrite=true).
-EARLIER_RUN = ("checkpoints", "csv", "eval", "figures", "run_config.json", "wandb_run.json")
+EARLIER_RUN = tuple(RUN_PATHS[name] for name in RUN_OUTPUTS)
 #: Longest command quoted in the message of a folder in use.
 _MAX_COMMAND = 200
 
@@ -75,7 +76,7 @@ def is_resuming(ckpt_path: str | None, folder: str | os.PathLike) -> bool:
         return True
     if not ckpt_path or ckpt_path == "null":
         return False
-    checkpoints = (Path(folder) / "checkpoints").resolve()
+    checkpoints = RunLayout(folder).checkpoints.resolve()
     return Path(ckpt_path).expanduser().resolve().parent == checkpoints
 
 
@@ -152,7 +153,7 @@ def hold_folder(folder: str | os.PathLike, program: str) -> Iterator[None]:
 
 def earlier_checkpoints(folder: str | os.PathLike) -> list[str]:
     """Return the names of the checkpoints an earlier run left in `folder`/checkpoints (sorted)."""
-    checkpoints = Path(folder) / "checkpoints"
+    checkpoints = RunLayout(folder).checkpoints
     if not checkpoints.is_dir():
         return []
     return sorted(p.name for p in checkpoints.glob("*.ckpt") if not p.name.startswith("."))

@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from msr.layout import RunLayout
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
@@ -161,7 +163,7 @@ def quickstart() -> dict[str, Any]:
         "msr.cli.train", "experiment=quickstart", "trainer=gpu", "logger=csv", f"hydra.run.dir={run}"
     )
     if proc.returncode == 0:
-        metrics = json.loads((run / "eval" / "val_metrics.json").read_text())
+        metrics = json.loads(RunLayout(run).metrics("val").read_text())
         keep = ("bbox/AP", "segm/AP", "calib/pearson_mask_score", "calib/pearson_class_score")
         figures["metrics"] = {k: metrics[k] for k in keep if k in metrics}
     return figures

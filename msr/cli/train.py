@@ -1,9 +1,9 @@
 """msr-train: train and evaluate MS R-CNN / Mask R-CNN from the Hydra configs in conf/.
 
-    msr-train experiment=quickstart
-    msr-train data=coco data.root=/datasets/coco backbone=resnet50 schedule=coco_1x trainer=ddp
-    msr-train --multirun head=maskiou,none seed=0,1,2
-    msr-train study=input_designs experiment=synthetic_cpu_study protocol=head_only   # heads on shared trunks
+msr-train experiment=quickstart
+msr-train data=coco data.root=/datasets/coco backbone=resnet50 schedule=coco_1x trainer=ddp
+msr-train --multirun head=maskiou,none seed=0,1,2
+msr-train study=input_designs experiment=synthetic_cpu_study protocol=head_only   # heads on shared trunks
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from msr.distributed import wait_for_children
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
 from msr.layout import RunLayout
+from msr.run_lock import hold_run_folder, is_resuming
 from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
 from msr.training.checkpoints import check_resumable
 from msr.training.resume import ExactResume
@@ -50,11 +51,13 @@ def train(cfg: DictConfig) -> float | None:
     rank runs this; only rank 0 writes the run's files and prints the table.
     """
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
-    if cfg.protocol.head_only:
+    if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
         from msr.studies.head_stage import run_head_only_job
 
         return run_head_only_job(cfg, task_function=train_job, ddp_scope=ddp_job_scope)
-    return train_end_to_end(cfg)
+    folder = run_dir()
+    with hold_run_folder(folder, resuming=is_resuming(cfg.ckpt_path, folder), overwrite=bool(cfg.overwrite)):
+        return train_end_to_end(cfg)
 
 
 def train_end_to_end(cfg: DictConfig) -> float | None:

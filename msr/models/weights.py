@@ -12,7 +12,7 @@ Three kinds of file are understood:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +26,15 @@ CLASS_SPECIFIC_PREFIXES = (
     "roi_heads.box_predictor.",
     "roi_heads.mask_predictor.mask_fcn_logits.",
     "roi_heads.maskiou_head.predictor.",
+)
+#: The layers with one row (or four, for box regression) per class, in a torchvision Mask R-CNN state_dict.
+CLASS_ROW_KEYS = (
+    "roi_heads.box_predictor.cls_score.weight",
+    "roi_heads.box_predictor.cls_score.bias",
+    "roi_heads.box_predictor.bbox_pred.weight",
+    "roi_heads.box_predictor.bbox_pred.bias",
+    "roi_heads.mask_predictor.mask_fcn_logits.weight",
+    "roi_heads.mask_predictor.mask_fcn_logits.bias",
 )
 _MAX_KEYS_IN_MESSAGE = 5
 
@@ -120,12 +129,42 @@ def _check_and_load(
     return [k for k in own if k not in state]
 
 
+def select_class_rows(
+    state: Mapping[str, torch.Tensor], rows: Sequence[int], path: str
+) -> dict[str, torch.Tensor]:
+    """Return a Mask R-CNN state_dict whose class-specific layers keep only the classes `rows`, in that
+    order: class k of the result is class rows[k] of the file (rows[0] is the background).
+
+    torchvision's COCO checkpoints index their 91 classes by COCO category id; with rows
+    `[0, *category ids of labels 1..K]` they fit a model of msr's contiguous labels.
+    """
+    out = dict(state)
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    for key in CLASS_ROW_KEYS:
+        if key not in out:
+            raise WeightsError(f"{path}: no {key} to select classes from (not a Mask R-CNN state_dict?)")
+        value = out[key]
+        per_class = 4 if key.startswith("roi_heads.box_predictor.bbox_pred") else 1
+        classes = value.shape[0] // per_class
+        if int(index.max()) >= classes:
+            raise WeightsError(f"{path}: {key} holds {classes} classes; class {int(index.max())} asked for")
+        chosen = (index[:, None] * per_class + torch.arange(per_class)).reshape(-1)
+        out[key] = value.index_select(0, chosen)
+    return out
+
+
 def load_weights(
-    model: nn.Module, path: str | os.PathLike, kind: str = "auto", allow_class_mismatch: bool = False
+    model: nn.Module,
+    path: str | os.PathLike,
+    kind: str = "auto",
+    allow_class_mismatch: bool = False,
+    class_rows: Sequence[int] | None = None,
 ) -> list[str]:
     """Load a local weights file into a MaskScoringRCNN; return the names left at their initialisation.
 
-    Raises WeightsError naming the file and the first offending keys on any mismatch.
+    `class_rows`: the file's classes to keep for the model's classes, in order (`select_class_rows`), for a
+    torchvision Mask R-CNN file whose classes are numbered otherwise. Raises WeightsError naming the file
+    and the first offending keys on any mismatch.
     """
     if kind not in WEIGHT_KINDS:
         raise WeightsError(f"unknown weights kind {kind!r}; choose one of {', '.join(WEIGHT_KINDS)}")
@@ -133,6 +172,10 @@ def load_weights(
     state = read_state_dict(path)
     if kind == "auto":
         kind = _guess_kind(state)
+    if class_rows is not None:
+        if kind != "maskrcnn":
+            raise WeightsError(f"{path}: classes can be selected from a torchvision Mask R-CNN file only")
+        state = select_class_rows(state, class_rows, path)
     if kind == "backbone":
         body = model.backbone.body
         return _check_and_load(body, state, path, ignored_unexpected=("fc.",))

@@ -38,6 +38,7 @@ from msr.errors import ConfigError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
 from msr.layout import RunLayout, run_dir
+from msr.run_lock import hold_run_folder, is_resuming
 from msr.studies import identity
 from msr.studies.head_checkpoints import (
     LAST,
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable that points the DDP processes Lightning starts for a pass at its jobs.
 PASS_ENV = "MSR_HEAD_PASS"
+#: How a trunk file numbers its classes: as msr's labels, or by category id (torchvision's COCO weights).
+TRUNK_CLASSES = ("labels", "category_ids")
 #: What a job prepared for a pass returns from its Hydra job (its value comes when the pass has run).
 PENDING = "pending: trained in a shared head pass"
 
@@ -83,6 +86,7 @@ class HeadJob:
     checkpoint: JobCheckpoint
     resume_from: str | None = None
     hydra: DictConfig | None = None  # the job's Hydra config (with its `hydra` node), None outside Hydra
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # its folder, while it runs
 
     @property
     def name(self) -> str:
@@ -100,6 +104,13 @@ def check_head_only(cfg: DictConfig) -> None:
     """Raise ConfigError, before any work, for a head-only job that cannot run."""
     if cfg.model.get("maskiou_head") is None:
         raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
+    classes = cfg.protocol.get("trunk_classes", "labels")
+    if classes not in TRUNK_CLASSES:
+        raise ConfigError(
+            f"protocol.trunk_classes must be one of {', '.join(TRUNK_CLASSES)}, got {classes!r}"
+        )
+    if classes != "labels" and not cfg.protocol.get("trunk_weights"):
+        raise ConfigError("protocol.trunk_classes=category_ids is for a trunk file (protocol.trunk_weights)")
     if cfg.protocol.get("head_max_epochs") not in (None, 0) and cfg.schedule.max_steps > 0:
         raise ConfigError(
             "protocol.head_max_epochs needs a schedule by epochs; this one stops at "
@@ -128,11 +139,26 @@ def _checkpoint_plan(callbacks: DictConfig | None) -> tuple[Path | None, Path | 
 
 
 def prepare_job(cfg: DictConfig) -> HeadJob:
-    """Return the HeadJob of the current Hydra job (its parts built in its own context)."""
-    from hydra.core.hydra_config import HydraConfig
-
+    """Return the HeadJob of the current Hydra job (its parts built in its own context), its folder held
+    (msr.run_lock) until `job.held` is closed, after its pass."""
     check_head_only(cfg)
     folder = run_dir()
+    held = contextlib.ExitStack()  # the job holds its folder until its pass has run (msr.run_lock)
+    resuming = is_resuming(cfg.ckpt_path, folder)
+    held.enter_context(
+        hold_run_folder(folder, resuming=resuming, overwrite=bool(cfg.get("overwrite", False)))
+    )
+    try:
+        return _prepared(cfg, folder, held)
+    except BaseException:
+        held.close()
+        raise
+
+
+def _prepared(cfg: DictConfig, folder: Path, held: contextlib.ExitStack) -> HeadJob:
+    """Return the HeadJob of `cfg` in `folder` (held by `held`), its parts built in its Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     logger = build_logger(cfg.get("logger"))
     evaluator = instantiate(cfg.evaluation)
@@ -162,6 +188,7 @@ def prepare_job(cfg: DictConfig) -> HeadJob:
         checkpoint=JobCheckpoint({}, last, best, **settings),
         resume_from=ckpt_path,
         hydra=hydra_config,
+        held=held,
     )
 
 
@@ -182,7 +209,11 @@ class PassCollector:
         """Run the collected jobs in one pass; return each one's optimized metric (in job order)."""
         if not self.jobs:
             return []
-        return run_pass(self.jobs, self.task_function, self.ddp_scope)
+        try:
+            return run_pass(self.jobs, self.task_function, self.ddp_scope)
+        finally:
+            for job in self.jobs:
+                job.held.close()
 
 
 _collector: ContextVar[PassCollector | None] = ContextVar("msr_head_pass_collector", default=None)
@@ -215,7 +246,8 @@ def run_head_only_job(cfg: DictConfig, task_function: TaskFunction, ddp_scope: D
         return PENDING
     spec = os.environ.get(PASS_ENV)
     jobs = jobs_of_spec(Path(spec), job) if spec and get_rank() != 0 else [job]
-    values = run_pass(jobs, task_function, ddp_scope)
+    with job.held:
+        values = run_pass(jobs, task_function, ddp_scope)
     return values[[j.folder for j in jobs].index(job.folder)]
 
 
@@ -291,8 +323,11 @@ def _train_pass(
     config = first.config
     trunk = _trunk_of(first, task_function)  # trained first if needed: it seeds and draws on its own
     if config["protocol"].get("head_max_epochs") == 0:
-        log.info("head-only protocol: trunk %s is ready (%s); protocol.head_max_epochs=0 trains no head",
-                 trunk.key, trunk.run or trunk.checkpoint)
+        log.info(
+            "head-only protocol: trunk %s is ready (%s); protocol.head_max_epochs=0 trains no head",
+            trunk.key,
+            trunk.run or trunk.checkpoint,
+        )
         return [None] * len(jobs)
     pl.seed_everything(config["seed"], workers=True)
     with job_logs([j.log_file for j in jobs]):
@@ -312,7 +347,13 @@ def _train_pass(
             model, num_classes=classes, maskiou_head=None, maskiou_target=None, maskiou_loss=None
         )
         init = config["init"]
-        load_weights(net, trunk.checkpoint, allow_class_mismatch=bool(init["allow_class_mismatch"]))
+        rows = None
+        if config["protocol"].get("trunk_classes") == "category_ids":  # torchvision's COCO numbering
+            labels = datamodule.label_to_cat_id
+            rows = [0, *(labels[k] for k in sorted(labels))]
+        load_weights(
+            net, trunk.checkpoint, allow_class_mismatch=bool(init["allow_class_mismatch"]), class_rows=rows
+        )
         branches = []
         for job in jobs:
             head_cfg = OmegaConf.create(job.config["model"])

@@ -95,7 +95,9 @@ PREFIX_ROLES: dict[str, Role] = {
     "init.freeze_except_maskiou": Role.PASS,
     "protocol": Role.PASS,
     "protocol.trunk_weights": Role.TRUNK,
+    "protocol.trunk_classes": Role.TRUNK,
     "ckpt_path": Role.PASS,
+    "overwrite": Role.RUN,
     "final_eval": Role.PASS,
     "name": Role.RUN,
     "optimized_metric": Role.RUN,
@@ -128,6 +130,7 @@ VARIANT_IGNORED = (
     "hydra",
     "logger",
     "ckpt_path",
+    "overwrite",
     "trainer.devices",
     "trainer.max_time",  # a wall-clock guard, not a design choice
     "data.num_workers",
@@ -271,7 +274,7 @@ def trunk_key(config: Mapping[str, Any], weights_digest: str | None = None) -> s
     """
     values = trunk_values(config)
     if weights_digest is not None:
-        model = {k: v for k, v in values.items() if k.startswith("model.")}
+        model = {k: v for k, v in values.items() if k.startswith(("model.", "protocol.trunk_classes"))}
         return "file-" + _digest({"weights": weights_digest, "model": model})
     return _digest({"trunk": values, "code": code_fingerprint()})
 
@@ -294,6 +297,7 @@ def trunk_overrides(overrides: Sequence[str]) -> list[str]:
     dropped_keys = (
         "protocol",
         "ckpt_path",
+        "overwrite",
         "init.freeze_except_maskiou",
         "module.eval_frozen_norms",
         "name",

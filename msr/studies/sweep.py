@@ -12,6 +12,7 @@ exactly as Hydra's basic launcher runs them.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,20 +72,10 @@ def end_to_end_note(configs: Sequence[DictConfig]) -> str | None:
     )
 
 
-def launch_sweep(
-    hydra_context: Any,
-    task_function: Any,
-    config: DictConfig,
-    job_overrides: Sequence[Sequence[str]],
-    initial_job_idx: int,
-) -> list[JobReturn]:
-    """Run the jobs of `job_overrides` (see the module docstring); return their JobReturns in order."""
-    from msr.studies.head_stage import PENDING, collecting
-
-    setup_globals()
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Launching %d jobs locally", len(job_overrides))
+def compose_jobs(
+    hydra_context: Any, config: DictConfig, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> list[DictConfig]:
+    """Return the composed config of every job of the sweep, numbered from `initial_job_idx`."""
     configs = []
     for offset, overrides in enumerate(job_overrides):
         number = initial_job_idx + offset
@@ -97,21 +88,45 @@ def launch_sweep(
     note = end_to_end_note(configs)
     if note:
         log.info(note)
+    return configs
+
+
+def launch_sweep(
+    hydra_context: Any,
+    task_function: Any,
+    config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    """Run the jobs of `job_overrides` (see the module docstring); return their JobReturns in order."""
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Launching %d jobs locally", len(job_overrides))
+    configs = compose_jobs(hydra_context, config, job_overrides, initial_job_idx)
     returns: list[JobReturn | None] = [None] * len(configs)
     for unit in plan(configs):
-        if len(unit) > 1:
-            log.info(
-                "head-only protocol: jobs %s share one trunk and train in one pass",
-                ", ".join(f"#{initial_job_idx + i}" for i in unit),
-            )
-        with collecting() as collector:
-            for index in unit:
-                returns[index] = _run(hydra_context, task_function, configs[index])
-                configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-        pending = [returns[i] for i in unit if _is_pending(returns[i], PENDING)]
-        if pending:
-            _settle(pending, collector)
-            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        for index, ret in zip(unit, run_unit(hydra_context, task_function, [configs[i] for i in unit])):
+            returns[index] = ret
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return returns
+
+
+def run_unit(hydra_context: Any, task_function: Any, configs: Sequence[DictConfig]) -> list[JobReturn]:
+    """Run one unit of a sweep: a job alone, or the jobs of one pass (each prepares itself in its own
+    Hydra job, then they train together); return their JobReturns in order."""
+    from msr.studies.head_stage import PENDING, collecting
+
+    if len(configs) > 1:
+        numbers = ", ".join(f"#{c.hydra.job.num}" for c in configs)
+        log.info("head-only protocol: jobs %s share one trunk and train in one pass", numbers)
+    returns = []
+    with collecting() as collector:
+        for job_config in configs:
+            returns.append(_run(hydra_context, task_function, job_config))
+    pending = [ret for ret in returns if _is_pending(ret, PENDING)]
+    if pending:
+        _settle(pending, collector)
     return returns
 
 
@@ -143,3 +158,50 @@ def _settle(pending: Sequence[JobReturn], collector: Any) -> None:
     by_folder = {job.folder.resolve(): value for job, value in zip(collector.jobs, values)}
     for ret in pending:
         ret.return_value = by_folder[Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve()]
+
+
+# -- SLURM (submitit): one cluster job per unit ---------------------------------------------------------
+#: Marks a unit of several jobs passed through submitit as one job's overrides.
+UNIT_MARK = "msr_pass_unit="
+
+
+def units_for_submitit(
+    hydra_context: Any, config: DictConfig, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> tuple[list[list[str]], list[int]]:
+    """Return (overrides of each unit for submitit, number of jobs of each unit): a job alone keeps its own
+    overrides; a pass becomes one entry holding its jobs' overrides and numbers (`UNIT_MARK`)."""
+    configs = compose_jobs(hydra_context, config, job_overrides, initial_job_idx)
+    units, sizes = [], []
+    for unit in plan(configs):
+        sizes.append(len(unit))
+        if len(unit) == 1:
+            units.append(list(job_overrides[unit[0]]))
+            continue
+        members = [{"overrides": list(job_overrides[i]), "number": initial_job_idx + i} for i in unit]
+        units.append([UNIT_MARK + json.dumps(members)])
+    return units, sizes
+
+
+def run_submitit_unit(
+    hydra_context: Any, task_function: Any, config: DictConfig, sweep_overrides: Sequence[str]
+) -> list[JobReturn] | None:
+    """Run a pass that submitit started as one cluster job (its every task, under DDP); None when
+    `sweep_overrides` are one job's own (submitit runs it as usual)."""
+    if len(sweep_overrides) != 1 or not sweep_overrides[0].startswith(UNIT_MARK):
+        return None
+    setup_globals()
+    configs = []
+    for member in json.loads(sweep_overrides[0][len(UNIT_MARK) :]):
+        job_config = hydra_context.config_loader.load_sweep_config(config, member["overrides"])
+        with open_dict(job_config):
+            job_config.hydra.job.num = member["number"]
+        configs.append(job_config)
+    return run_unit(hydra_context, task_function, configs)
+
+
+def in_job_order(returns: Sequence[Any], sizes: Sequence[int]) -> list[JobReturn]:
+    """Return the JobReturns of every job from submitit's results of the units (a list for a pass)."""
+    out: list[JobReturn] = []
+    for ret, size in zip(returns, sizes):
+        out += list(ret) if size > 1 else [ret]
+    return out

@@ -13,6 +13,7 @@ from msr.models import (
     freeze_all_but_maskiou,
     load_weights,
 )
+from msr.models.weights import CLASS_ROW_KEYS, select_class_rows
 
 from .conftest import tiny_model
 
@@ -116,3 +117,31 @@ def test_own_lightning_style_checkpoint_round_trip_and_freezing(tmp_path, prefix
     assert trainable and all(n.startswith("roi_heads.maskiou_head.") for n in trainable)
     with pytest.raises(ValueError, match="no MaskIoU head"):
         freeze_all_but_maskiou(tiny_model(design=None))
+
+
+def test_classes_numbered_by_category_id_are_picked_for_the_datas_labels(tmp_path):
+    """torchvision's COCO weights number 91 classes by category id; the model has contiguous labels."""
+    state = {
+        key: torch.arange(8 * (4 if "bbox_pred" in key else 1), dtype=torch.float32) for key in CLASS_ROW_KEYS
+    }
+    picked = select_class_rows(state, [0, 3, 7], "coco.pth")
+    assert picked["roi_heads.box_predictor.cls_score.weight"].tolist() == [0, 3, 7]
+    assert picked["roi_heads.box_predictor.bbox_pred.bias"].tolist() == [
+        0,
+        1,
+        2,
+        3,
+        12,
+        13,
+        14,
+        15,
+        28,
+        29,
+        30,
+        31,
+    ]
+    with pytest.raises(WeightsError, match="coco.pth: .* holds 8 classes; class 9 asked for"):
+        select_class_rows(state, [0, 9], "coco.pth")
+    del state["roi_heads.mask_predictor.mask_fcn_logits.bias"]
+    with pytest.raises(WeightsError, match="no roi_heads.mask_predictor.mask_fcn_logits.bias"):
+        select_class_rows(state, [0, 1], "coco.pth")

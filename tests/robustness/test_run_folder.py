@@ -190,3 +190,54 @@ def test_programs_refuse_a_held_folder_and_multirun_jobs_are_unaffected(tmp_path
     assert (finished / "checkpoints" / "last.ckpt").is_file()  # msr-eval does not refuse nor delete them
     for job in ("0", "1"):
         assert json.loads((sweep / job / "eval" / "scored_metrics.json").read_text())["bbox/AP"] >= 0
+
+
+def test_msr_train_holds_its_folder_end_to_end_and_head_only(tmp_path: Path, robust_env) -> None:
+    """msr-train (end to end and head-only) refuses a held folder and a finished run's folder in one line,
+    and overwrite=true trains there anew; all in one process (run_batch)."""
+    from robust_cli import TINY
+
+    held, finished, again = tmp_path / "held", tmp_path / "finished", tmp_path / "again"
+    earlier_run(finished)
+    earlier_run(again)
+    tiny = [*TINY, "schedule=cpu_tiny", "callbacks.figures=null"]
+    cases = [
+        {"name": "held", "program": "train", "argv": [*tiny, f"hydra.run.dir={held}"]},
+        {
+            "name": "held_head_only",
+            "program": "train",
+            "argv": [*tiny, "protocol=head_only", f"hydra.run.dir={held}"],
+        },
+        {"name": "finished", "program": "train", "argv": [*tiny, f"hydra.run.dir={finished}"]},
+        {
+            "name": "overwrite",
+            "program": "train",
+            "argv": [*tiny, "overwrite=true", f"hydra.run.dir={again}"],
+        },
+    ]
+    holder = hold_elsewhere(held)
+    try:
+        outcome = run_batch(cases, robust_env, tmp_path)
+    finally:
+        stop(holder)
+    for name, folder, text in (
+        ("held", held, f"is in use by msr-train (process {holder.pid} on "),
+        ("held_head_only", held, f"is in use by msr-train (process {holder.pid} on "),
+        ("finished", finished, "holds the checkpoints of an earlier run"),
+    ):
+        case = outcome[name]
+        lines = [line for line in case["stderr"].splitlines() if line.startswith("msr-train: error: ")]
+        assert case["rc"] == 2 and len(lines) == 1 and "Traceback" not in case["stderr"], case["stderr"][
+            -3000:
+        ]
+        assert lines[0].startswith(f"msr-train: error: the run folder {folder} ") and text in lines[0], lines[
+            0
+        ]
+    assert json.loads((finished / "checkpoints" / "last.ckpt").read_text()) == {
+        "earlier": "checkpoints/last.ckpt"
+    }
+    assert not (held / "checkpoints").exists()
+    assert outcome["overwrite"]["rc"] == 0, outcome["overwrite"]["stderr"][-3000:]
+    import torch
+
+    assert torch.load(again / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

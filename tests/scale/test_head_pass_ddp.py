@@ -87,3 +87,34 @@ def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path,
         state = torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         assert state["global_step"] == 2
         assert state["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.001)
+
+
+def test_submitit_runs_a_pass_as_one_cluster_job(tmp_path, scale_env):
+    """hydra/launcher=slurm's grouping, through submitit's local executor (no SLURM here): the two head-only
+    jobs that share a trunk are one submitted job, which prepares both folders and trains both heads."""
+    sweep = tmp_path / "sweep"
+    run_cli(
+        "train",
+        "--multirun",
+        *TINY,
+        "schedule=cpu_quick",
+        "schedule.max_epochs=1",
+        "protocol=head_only",
+        f"protocol.trunk_cache={tmp_path / 'trunks'}",
+        "head=maskiou,maskiou_multiply",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher._target_=hydra_plugins.msr_launcher.msr_launcher.MsrLocalLauncher",
+        f"hydra.sweep.dir={sweep}",
+        env=scale_env,
+        cwd=tmp_path,
+    )
+    submitted = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(submitted) == 1  # one cluster job for the pass (".submitit/%j" holds the submission)
+    segm = []
+    for job in ("0", "1"):
+        assert (sweep / job / ".hydra" / "overrides.yaml").is_file()
+        state = torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert state["global_step"] == 4
+        results = json.loads((sweep / job / "eval" / "segm_results.json").read_text())
+        segm.append([(r["image_id"], r["segmentation"]["counts"], r["class_score"]) for r in results])
+    assert segm[0] and segm[0] == segm[1]
