@@ -164,3 +164,27 @@ def test_variants_of_msr_aggregate_ignore_seeds_outputs_and_processes():
         assert identity.variant_ignored(key), key
     for key in ("head=maskiou", "protocol.head_only", "protocol.trunk_weights=/w", "model.box_head_dim"):
         assert not identity.variant_ignored(key), key
+
+
+def test_a_sweep_groups_the_head_only_jobs_that_share_a_trunk_and_says_when_end_to_end_jobs_cannot():
+    from msr.studies.sweep import end_to_end_note, plan
+
+    head_only = ["experiment=quickstart", "protocol=head_only"]
+    jobs = [
+        compose_train(*head_only, "head=maskiou", "seed=0"),
+        compose_train(*head_only, "head=maskiou_multiply", "seed=0"),
+        compose_train(*head_only, "head=maskiou", "seed=1"),
+        compose_train("experiment=quickstart", "head=maskiou", "seed=0"),  # end to end: alone
+        compose_train(*head_only, "head=maskiou_all_masks", "seed=1", "logger=csv", "name=other"),
+        compose_train(*head_only, "head=maskiou_concat_28", "seed=0", "protocol.shared_pass=false"),
+    ]
+    assert plan(jobs) == [[0, 1], [2, 4], [3], [5]]  # a pass starts where its first job stands
+    assert end_to_end_note(jobs) is None
+    end_to_end = [
+        compose_train("experiment=quickstart", f"head={h}") for h in ("maskiou", "maskiou_multiply")
+    ]
+    note = end_to_end_note(end_to_end)
+    assert note.startswith("protocol=end_to_end: the 2 jobs that differ only in their MaskIoU head train one")
+    assert "protocol=head_only would train their heads in one pass" in note
+    baseline = [compose_train("experiment=quickstart", f"head={h}") for h in ("maskiou", "none")]
+    assert end_to_end_note(baseline) is None  # Mask R-CNN has no head to share a pass

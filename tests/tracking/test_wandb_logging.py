@@ -186,3 +186,42 @@ def test_disabled_mode_writes_no_wandb_files_and_opens_no_socket(tmp_path, wandb
     assert not [p for p in home.rglob("*") if "wandb" in p.name]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "figures").glob("step_*/calibration.png"))  # the pictures do not need W&B
+
+
+def test_jobs_of_a_shared_head_pass_keep_their_own_wandb_runs(tmp_path, wandb_env):
+    """Two head-only jobs trained in one pass: each its own offline W&B run in the sweep's group, with its
+    own losses, learning rate, metrics and pictures at the training step."""
+    sweep = tmp_path / "sweep"
+    run_cli(
+        "train",
+        "--multirun",
+        *TINY_WANDB,
+        "protocol=head_only",
+        f"protocol.trunk_cache={tmp_path / 'trunks'}",
+        "head=maskiou,maskiou_multiply",
+        f"hydra.sweep.dir={sweep}",
+        env=wandb_env,
+        cwd=tmp_path,
+    )
+    jobs = [sweep / "0", sweep / "1"]
+    records = [job_records(job) for job in jobs]
+    runs = [run_record(r) for r in records]
+    assert runs[0].run_group == runs[1].run_group == f"quickstart/{sweep.name}"
+    assert runs[0].run_id != runs[1].run_id
+    assert [len(offline_runs(job)) for job in jobs] == [1, 1]  # no job's run took another's metrics
+    finals = []
+    for job, job_records_ in zip(jobs, records):
+        rows = history_rows(job_records_)
+        losses = [r["train/loss_maskiou"] for r in rows if "train/loss_maskiou" in r]
+        assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+        assert any("lr-AdamW/pg1" in r for r in rows)  # its own two parameter groups, named as alone
+        evals = [r for r in rows if "val/segm/AP" in r]
+        media = [r for r in rows if "val/samples" in r]
+        assert len(evals) == 1 and len(media) == 1
+        assert media[0]["trainer/global_step"] == evals[0]["trainer/global_step"] == 4
+        metrics = json.loads((job / "eval" / "val_metrics.json").read_text())
+        assert evals[0]["val/segm/AP"] == pytest.approx(max(metrics["segm/AP"], 0.0))
+        assert evals[0]["val/calib/num_detections"] == metrics["calib/num_detections"] > 0
+        finals.append(losses[-1])
+        assert config_values(job_records_)["trunk"]["source"] == "trained"
+    assert finals[0] != finals[1]  # two heads, two sets of losses
