@@ -19,7 +19,6 @@ Lightning starts for a plain `trainer.devices>1` run read the pass from `<first 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -37,22 +36,14 @@ from msr.distributed import get_rank, launched_externally, wait_for_children
 from msr.errors import ConfigError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
-from msr.layout import RunLayout, run_dir
-from msr.run_lock import hold_run_folder, is_resuming
+from msr.layout import RunLayout
 from msr.studies import identity
-from msr.studies.head_checkpoints import (
-    LAST,
-    RESUME,
-    JobCheckpoint,
-    SplitCheckpointIO,
-    VariantCheckpoints,
-)
+from msr.studies.head_checkpoints import RESUME, JobCheckpoint, SplitCheckpointIO, VariantCheckpoints
+from msr.studies.head_jobs import HeadJob, job_logs, jobs_of_spec, prepare_job, write_spec
 from msr.studies.head_module import HeadStageModule, Variant
 from msr.studies.trunk import Trunk, given_trunk, trained_trunk
 from msr.studies.variant_loggers import VariantLoggers
-from msr.training.assembly import build_callbacks, build_logger, net_config, resolve_ckpt_path
-from msr.training.callbacks.base import EvaluationCallback
-from msr.training.callbacks.interrupt import InterruptCheckpoint
+from msr.training.assembly import net_config
 from msr.training.checkpoints import read_checkpoint
 from msr.training.resume import ExactResume
 from msr.training.tracking import finish_wandb, run_metadata, wandb_loggers
@@ -61,139 +52,11 @@ log = logging.getLogger(__name__)
 
 #: Environment variable that points the DDP processes Lightning starts for a pass at its jobs.
 PASS_ENV = "MSR_HEAD_PASS"
-#: How a trunk file numbers its classes: as msr's labels, or by category id (torchvision's COCO weights).
-TRUNK_CLASSES = ("labels", "category_ids")
 #: What a job prepared for a pass returns from its Hydra job (its value comes when the pass has run).
 PENDING = "pending: trained in a shared head pass"
 
 TaskFunction = Callable[[DictConfig], Any]
 DDPScope = Callable[[DictConfig, Path], contextlib.AbstractContextManager]
-
-
-@dataclass
-class HeadJob:
-    """One head-only job, prepared: its config (`cfg` as composed, `config` resolved), folder, overrides,
-    and the parts that are its own in a pass (loggers, evaluator, evaluation callbacks, checkpoints)."""
-
-    cfg: DictConfig
-    config: dict[str, Any]
-    folder: Path
-    overrides: list[str]
-    loggers: list[Any]
-    evaluator: Any
-    callbacks: list[EvaluationCallback]
-    pass_callbacks: list[pl.Callback]
-    checkpoint: JobCheckpoint
-    resume_from: str | None = None
-    hydra: DictConfig | None = None  # the job's Hydra config (with its `hydra` node), None outside Hydra
-    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # its folder, while it runs
-
-    @property
-    def name(self) -> str:
-        """Return the job's head overrides (what tells it from the other jobs of its pass)."""
-        heads = [o for o in self.overrides if identity.override_role(o) is identity.Role.HEAD]
-        return " ".join(heads) or self.folder.name
-
-    @property
-    def log_file(self) -> Path:
-        """Return the job's log file."""
-        return RunLayout(self.folder).log("train")
-
-
-def check_head_only(cfg: DictConfig) -> None:
-    """Raise ConfigError, before any work, for a head-only job that cannot run."""
-    if cfg.model.get("maskiou_head") is None:
-        raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
-    classes = cfg.protocol.get("trunk_classes", "labels")
-    if classes not in TRUNK_CLASSES:
-        raise ConfigError(
-            f"protocol.trunk_classes must be one of {', '.join(TRUNK_CLASSES)}, got {classes!r}"
-        )
-    if classes != "labels" and not cfg.protocol.get("trunk_weights"):
-        raise ConfigError("protocol.trunk_classes=category_ids is for a trunk file (protocol.trunk_weights)")
-    if cfg.protocol.get("head_max_epochs") not in (None, 0) and cfg.schedule.max_steps > 0:
-        raise ConfigError(
-            "protocol.head_max_epochs needs a schedule by epochs; this one stops at "
-            f"schedule.max_steps={cfg.schedule.max_steps}"
-        )
-
-
-def _checkpoint_plan(callbacks: DictConfig | None) -> tuple[Path | None, Path | None, dict[str, Any]]:
-    """Return (last file, best file, settings) of the job's ModelCheckpoint nodes (None: not written)."""
-    last = best = None
-    settings: dict[str, Any] = {}
-    for node in (callbacks or {}).values():
-        if node is None or not str(node.get("_target_", "")).endswith("ModelCheckpoint"):
-            continue
-        path = Path(node.dirpath) / f"{node.filename}.ckpt"
-        if node.get("monitor"):
-            best = path
-            settings.update(monitor=str(node.monitor), mode=str(node.get("mode", "max")))
-        else:
-            last = path
-            settings.update(
-                every_n_train_steps=node.get("every_n_train_steps"),
-                on_train_epoch_end=bool(node.get("save_on_train_epoch_end", True)),
-            )
-    return last, best, settings
-
-
-def prepare_job(cfg: DictConfig) -> HeadJob:
-    """Return the HeadJob of the current Hydra job (its parts built in its own context), its folder held
-    (msr.run_lock) until `job.held` is closed, after its pass."""
-    check_head_only(cfg)
-    folder = run_dir()
-    held = contextlib.ExitStack()  # the job holds its folder until its pass has run (msr.run_lock)
-    resuming = is_resuming(cfg.ckpt_path, folder)
-    held.enter_context(
-        hold_run_folder(folder, resuming=resuming, overwrite=bool(cfg.get("overwrite", False)))
-    )
-    try:
-        return _prepared(cfg, folder, held)
-    except BaseException:
-        held.close()
-        raise
-
-
-def _prepared(cfg: DictConfig, folder: Path, held: contextlib.ExitStack) -> HeadJob:
-    """Return the HeadJob of `cfg` in `folder` (held by `held`), its parts built in its Hydra job."""
-    from hydra.core.hydra_config import HydraConfig
-
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    logger = build_logger(cfg.get("logger"))
-    evaluator = instantiate(cfg.evaluation)
-    own: list[EvaluationCallback] = []
-    shared: list[pl.Callback] = []
-    plain = {k: v for k, v in (cfg.callbacks or {}).items() if v is None or not _is_checkpoint(v)}
-    for callback in build_callbacks(plain, cfg.trainer):
-        if isinstance(callback, EvaluationCallback):
-            own.append(callback)
-        elif isinstance(callback, InterruptCheckpoint):
-            shared.append(InterruptCheckpoint(LAST, on_error=callback.on_error))
-        else:
-            shared.append(callback)
-    last, best, settings = _checkpoint_plan(cfg.callbacks)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, folder)
-    # the job's own Hydra config object (its `hydra` node resolves against this job's config), kept as it is
-    hydra_config = HydraConfig.instance().cfg if HydraConfig.initialized() else None
-    return HeadJob(
-        cfg=cfg,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        folder=folder,
-        overrides=overrides,
-        loggers=[logger] if logger else [],
-        evaluator=evaluator,
-        callbacks=own,
-        pass_callbacks=shared,
-        checkpoint=JobCheckpoint({}, last, best, **settings),
-        resume_from=ckpt_path,
-        hydra=hydra_config,
-        held=held,
-    )
-
-
-def _is_checkpoint(node: Any) -> bool:
-    return str(node.get("_target_", "")).endswith("ModelCheckpoint")
 
 
 # -- collecting the jobs of a pass ----------------------------------------------------------------------
@@ -316,82 +179,33 @@ def _train_pass(
     jobs: Sequence[HeadJob], task_function: TaskFunction | None, ddp_scope: DDPScope | None
 ) -> list[float | None]:
     """Train and evaluate the heads of `jobs` on their trunk (in the first job's Hydra context)."""
-    from msr.models import load_weights
-    from msr.models.maskiou.branch import MaskIoUBranch
-
     first = jobs[0]
     config = first.config
     trunk = _trunk_of(first, task_function)  # trained first if needed: it seeds and draws on its own
+    where = trunk.run or trunk.checkpoint
     if config["protocol"].get("head_max_epochs") == 0:
         log.info(
             "head-only protocol: trunk %s is ready (%s); protocol.head_max_epochs=0 trains no head",
             trunk.key,
-            trunk.run or trunk.checkpoint,
+            where,
         )
         return [None] * len(jobs)
     pl.seed_everything(config["seed"], workers=True)
     with job_logs([j.log_file for j in jobs]):
-        names = ", ".join(j.name for j in jobs)
         log.info(
             "head-only protocol: %d head%s in one pass on %s (%s): %s",
             len(jobs),
             "s" * (len(jobs) != 1),
             trunk.key,
-            trunk.run or trunk.checkpoint,
-            names,
+            where,
+            ", ".join(j.name for j in jobs),
         )
         datamodule = instantiate(config["data"], _convert_="all")
-        classes = datamodule.num_classes
-        model = OmegaConf.create(config["model"])
-        net = instantiate(
-            model, num_classes=classes, maskiou_head=None, maskiou_target=None, maskiou_loss=None
-        )
-        init = config["init"]
-        rows = None
-        if config["protocol"].get("trunk_classes") == "category_ids":  # torchvision's COCO numbering
-            labels = datamodule.label_to_cat_id
-            rows = [0, *(labels[k] for k in sorted(labels))]
-        load_weights(
-            net, trunk.checkpoint, allow_class_mismatch=bool(init["allow_class_mismatch"]), class_rows=rows
-        )
-        branches = []
-        for job in jobs:
-            head_cfg = OmegaConf.create(job.config["model"])
-            with torch.random.fork_rng(devices=[]):  # each head starts from its seed alone
-                torch.manual_seed(int(job.config["seed"]))
-                head = instantiate(head_cfg.maskiou_head)(
-                    num_classes=classes, in_channels=net.backbone.out_channels
-                )
-            target = instantiate(head_cfg.maskiou_target) if head_cfg.get("maskiou_target") else None
-            loss = instantiate(head_cfg.maskiou_loss) if head_cfg.get("maskiou_loss") else None
-            branches.append(
-                MaskIoUBranch(head, net.roi_heads.mask_roi_pool, target, loss, head_cfg.maskiou_detach)
-            )
-        hparams = {
-            "class_names": datamodule.class_names,
-            "label_to_cat_id": datamodule.label_to_cat_id,
-            "data_config": config["data"],
-            "nonfinite_loss": config["module"]["nonfinite_loss"],
-            "lr_reference_batch": config["module"]["lr_reference_batch"],
-            "no_decay_norm_bias": config["module"]["no_decay_norm_bias"],
-            "eval_frozen_norms": True,
-        }
-        checkpoints = [
-            replace(
-                job.checkpoint,
-                hyper_parameters={
-                    **hparams,
-                    "net_config": net_config(job.config["model"], classes),
-                    "trunk": trunk.record(),
-                },
-            )
-            for job in jobs
-        ]
-        variants = [Variant(j.name, j.evaluator, j.callbacks, tuple(j.loggers)) for j in jobs]
+        net = _trunk_net(config, trunk, datamodule)
         module = HeadStageModule(
             net,
-            branches,
-            variants,
+            [_branch(job.config, net, datamodule.num_classes) for job in jobs],
+            [Variant(j.name, j.evaluator, j.callbacks, tuple(j.loggers)) for j in jobs],
             optimizer=instantiate(config["optimizer"]),
             scheduler=instantiate(config["schedule"]["scheduler"]),
             label_to_cat_id=datamodule.label_to_cat_id,
@@ -399,37 +213,18 @@ def _train_pass(
             lr_reference_batch=config["module"]["lr_reference_batch"],
             no_decay_norm_bias=config["module"]["no_decay_norm_bias"],
         )
-        groups = _group_indices(module)
-        io = SplitCheckpointIO(checkpoints, groups)
-        saver = VariantCheckpoints(checkpoints)
-        io.callback_key = saver.state_key
-        logger = VariantLoggers([j.loggers for j in jobs], [len(g) for g in groups])
-        if any(wandb_loggers(j.loggers) for j in jobs) and len(jobs) > 1:
-            _one_wandb_run_per_job()
-        head_epochs = config["protocol"].get("head_max_epochs")
-        length = {"max_epochs": head_epochs} if head_epochs is not None else {}
-        trainer: pl.Trainer = instantiate(
-            config["trainer"],
-            callbacks=[ExactResume(), *first.pass_callbacks, saver],
-            logger=logger,
-            plugins=[io],
-            enable_checkpointing=False,
-            default_root_dir=str(first.folder),
-            **length,
-        )
+        trainer, io = _trainer(jobs, module, _job_checkpoints(jobs, trunk, datamodule))
         resume = _resume(jobs, io, module)
-        if trainer.is_global_zero:
-            for job in jobs:
-                record = {"config": job.config, "run": run_metadata(), "trunk": trunk.record()}
-                write_json_atomic(record, RunLayout(job.folder).run_config)
         for index, job in enumerate(jobs):
-            logger.log_variant_hyperparams(index, {"config": job.config, "trunk": trunk.record()})
+            record = {"config": job.config, "run": run_metadata(), "trunk": trunk.record()}
+            if trainer.is_global_zero:
+                write_json_atomic(record, RunLayout(job.folder).run_config)
+            trainer.logger.log_variant_hyperparams(index, {"config": job.config, "trunk": trunk.record()})
         try:
             with _pass_scope(jobs, ddp_scope):
                 trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-                evaluated = all(
-                    e is not None and e.global_step == trainer.global_step for e in module.last_evaluations
-                )
+                last = module.last_evaluations
+                evaluated = all(e is not None and e.global_step == trainer.global_step for e in last)
                 if config["final_eval"] and datamodule.val_ann is not None and not evaluated:
                     trainer.validate(module, datamodule=datamodule, verbose=False)
                 wait_for_children(trainer)
@@ -437,6 +232,91 @@ def _train_pass(
             for job in jobs:
                 finish_wandb(job.loggers)
         return [_report(job, evaluation, trainer) for job, evaluation in zip(jobs, module.last_evaluations)]
+
+
+def _trunk_net(config: dict[str, Any], trunk: Trunk, datamodule: Any) -> Any:
+    """Return the pass's detector without MaskIoU head, holding the trunk's weights."""
+    from msr.models import load_weights
+
+    net = instantiate(
+        config["model"],
+        num_classes=datamodule.num_classes,
+        maskiou_head=None,
+        maskiou_target=None,
+        maskiou_loss=None,
+    )
+    rows = None
+    if config["protocol"].get("trunk_classes") == "category_ids":  # torchvision's COCO numbering
+        labels = datamodule.label_to_cat_id
+        rows = [0, *(labels[k] for k in sorted(labels))]
+    mismatch = bool(config["init"]["allow_class_mismatch"])
+    load_weights(net, trunk.checkpoint, allow_class_mismatch=mismatch, class_rows=rows)
+    return net
+
+
+def _branch(config: dict[str, Any], net: Any, num_classes: int) -> Any:
+    """Return a job's MaskIoU branch on the trunk `net`; its head starts from the job's seed alone (the
+    global random draws are untouched)."""
+    from msr.models.maskiou.branch import MaskIoUBranch
+
+    model = OmegaConf.create(config["model"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(config["seed"]))
+        head = instantiate(model.maskiou_head)(num_classes=num_classes, in_channels=net.backbone.out_channels)
+    target = instantiate(model.maskiou_target) if model.get("maskiou_target") else None
+    loss = instantiate(model.maskiou_loss) if model.get("maskiou_loss") else None
+    return MaskIoUBranch(head, net.roi_heads.mask_roi_pool, target, loss, model.maskiou_detach)
+
+
+def _job_checkpoints(jobs: Sequence[HeadJob], trunk: Trunk, datamodule: Any) -> list[JobCheckpoint]:
+    """Return each job's checkpoint plan with what its checkpoints must hold to rebuild it alone
+    (MSRModule's hyper-parameters, its own model config, the trunk)."""
+    module = jobs[0].config["module"]
+    shared = {
+        "class_names": datamodule.class_names,
+        "label_to_cat_id": datamodule.label_to_cat_id,
+        "data_config": jobs[0].config["data"],
+        "nonfinite_loss": module["nonfinite_loss"],
+        "lr_reference_batch": module["lr_reference_batch"],
+        "no_decay_norm_bias": module["no_decay_norm_bias"],
+        "eval_frozen_norms": True,
+        "trunk": trunk.record(),
+    }
+    return [
+        replace(
+            job.checkpoint,
+            hyper_parameters={
+                **shared,
+                "net_config": net_config(job.config["model"], datamodule.num_classes),
+            },
+        )
+        for job in jobs
+    ]
+
+
+def _trainer(
+    jobs: Sequence[HeadJob], module: HeadStageModule, checkpoints: list[JobCheckpoint]
+) -> tuple[pl.Trainer, SplitCheckpointIO]:
+    """Return the pass's Trainer (the first job's trainer config, the heads' epochs) and checkpoint I/O."""
+    config = jobs[0].config
+    groups = _group_indices(module)
+    io = SplitCheckpointIO(checkpoints, groups)
+    saver = VariantCheckpoints(checkpoints)
+    io.callback_key = saver.state_key
+    if any(wandb_loggers(j.loggers) for j in jobs) and len(jobs) > 1:
+        _one_wandb_run_per_job()
+    head_epochs = config["protocol"].get("head_max_epochs")
+    length = {"max_epochs": head_epochs} if head_epochs is not None else {}
+    trainer: pl.Trainer = instantiate(
+        config["trainer"],
+        callbacks=[ExactResume(), *jobs[0].pass_callbacks, saver],
+        logger=VariantLoggers([j.loggers for j in jobs], [len(g) for g in groups]),
+        plugins=[io],
+        enable_checkpointing=False,
+        default_root_dir=str(jobs[0].folder),
+        **length,
+    )
+    return trainer, io
 
 
 def _group_indices(module: HeadStageModule) -> list[list[int]]:
@@ -504,69 +384,6 @@ def _one_wandb_run_per_job() -> None:
 
 
 # -- logs and DDP -------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def job_logs(files: Sequence[Path]) -> Iterator[None]:
-    """Within this block, the root logger also writes to every one of `files` (the jobs of a pass)."""
-    root = logging.getLogger()
-    open_files = {getattr(h, "baseFilename", None) for h in root.handlers}
-    template = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
-    added = []
-    for path in files:
-        if str(Path(path).resolve()) in open_files:
-            continue
-        handler = logging.FileHandler(path)
-        handler.setFormatter(
-            template.formatter
-            if template
-            else logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-        )
-        root.addHandler(handler)
-        added.append(handler)
-    try:
-        yield
-    finally:
-        for handler in added:
-            root.removeHandler(handler)
-            handler.close()
-
-
-def write_spec(jobs: Sequence[HeadJob], path: Path) -> None:
-    """Write the pass's jobs (resolved configs, folders, overrides) for the DDP processes Lightning starts."""
-    spec = [{"config": j.config, "folder": str(j.folder), "overrides": j.overrides} for j in jobs]
-    write_json_atomic(spec, path)
-
-
-def jobs_of_spec(path: Path, own: HeadJob) -> list[HeadJob]:
-    """Return the jobs of the pass written to `path` (this process's own job among them, as prepared)."""
-    jobs = []
-    for entry in json.loads(path.read_text()):
-        if Path(entry["folder"]) == own.folder:
-            own.overrides = list(entry["overrides"])  # this process composed the job from its saved config
-            jobs.append(own)
-            continue
-        cfg = OmegaConf.create(entry["config"])
-        job = prepare_job_from(cfg, Path(entry["folder"]), entry["overrides"])
-        jobs.append(job)
-    return jobs
-
-
-def prepare_job_from(cfg: DictConfig, folder: Path, overrides: list[str]) -> HeadJob:
-    """Return the HeadJob of a resolved config outside its Hydra job (a DDP process of another rank)."""
-    last, best, settings = _checkpoint_plan(cfg.callbacks)
-    return HeadJob(
-        cfg=cfg,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        folder=folder,
-        overrides=list(overrides),
-        loggers=[],  # only rank 0 logs
-        evaluator=instantiate(cfg.evaluation),
-        callbacks=[],  # only rank 0 writes files
-        pass_callbacks=[],
-        checkpoint=JobCheckpoint({}, last, best, **settings),
-        resume_from=resolve_ckpt_path(cfg.ckpt_path, folder),
-    )
-
-
 @contextlib.contextmanager
 def _pass_scope(jobs: Sequence[HeadJob], ddp_scope: DDPScope | None) -> Iterator[None]:
     """Within this block, DDP processes Lightning starts run this pass (see the module docstring)."""

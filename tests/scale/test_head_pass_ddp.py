@@ -69,7 +69,7 @@ def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path,
         "schedule.max_epochs=1",
         "protocol=head_only",
         f"protocol.trunk_cache={tmp_path / 'trunks'}",
-        "head=maskiou,maskiou_multiply",
+        "head=maskiou,maskiou_concat_28",
         f"hydra.sweep.dir={sweep}",
         env=scale_env,
         cwd=tmp_path,
@@ -80,7 +80,7 @@ def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path,
     assert proc.stdout.count("val metrics after 2 steps") == 3  # the trunk's and the two jobs', rank 0 only
     first = sweep / "0"
     child = (first / "train_ddp_process_1.log").read_text()  # rank 1 ran the pass of both jobs, in job 0
-    assert "2 heads in one pass" in child and "head=maskiou, head=maskiou_multiply" in child
+    assert "2 heads in one pass" in child and "head=maskiou, head=maskiou_concat_28" in child
     spec = json.loads((first / ".ddp" / "head_pass.json").read_text())
     assert [Path(e["folder"]).name for e in spec] == ["0", "1"]
     for job in ("0", "1"):
