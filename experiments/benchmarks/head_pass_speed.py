@@ -51,19 +51,21 @@ def run(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def main() -> None:
-    """Time the studies both ways; print the table and write the JSON figures."""
+def main(argv: list[str] | None = None) -> dict:
+    """Time the studies both ways; print the table, write the JSON figures (`--json`) and return them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--head-epochs", type=int, default=1, help="epochs of the heads (recipe: 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    parser.add_argument("--extra", nargs="*", default=[], help="more msr-train overrides (e.g. smaller data)")
+    args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    recipe = [*RECIPE, *args.extra]
     seed = [f"seed={args.seed}"]
     start = time.perf_counter()
     run(
-        [*RECIPE, *seed, "protocol.head_max_epochs=0", f"hydra.run.dir={tempfile.mkdtemp(prefix='trunk_')}"],
+        [*recipe, *seed, "protocol.head_max_epochs=0", f"hydra.run.dir={tempfile.mkdtemp(prefix='trunk_')}"],
         env,
     )
     print(
@@ -74,7 +76,7 @@ def main() -> None:
         for number, letter in enumerate(args.studies):
             study, jobs = STUDIES[letter]
             sweep = [
-                *RECIPE,
+                *recipe,
                 f"study={study}",
                 f"hydra.sweeper.params.seed={args.seed}",
                 f"protocol.head_max_epochs={args.head_epochs}",
@@ -112,11 +114,11 @@ def main() -> None:
             f"({r['study']}) {r['name']:<18} {r['jobs']:>4} {r['job_by_job']:>13.0f} {r['shared']:>9.0f} "
             f"{r['ratio']:>20.3f}"
         )
+    figures = {"head_epochs": args.head_epochs, "seed": args.seed, "extra": args.extra, "studies": rows}
     if args.json:
-        write_json_atomic(
-            {"head_epochs": args.head_epochs, "seed": args.seed, "studies": rows}, args.json, indent=2
-        )
+        write_json_atomic(figures, args.json, indent=2)
         print(f"figures written to {args.json}")
+    return figures
 
 
 if __name__ == "__main__":

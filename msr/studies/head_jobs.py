@@ -67,7 +67,7 @@ def check_head_only(cfg: DictConfig) -> None:
     """Raise ConfigError, before any work, for a head-only job that cannot run."""
     if cfg.model.get("maskiou_head") is None:
         raise ConfigError("protocol=head_only trains a MaskIoU head on a frozen trunk: not with head=none")
-    classes = cfg.protocol.get("trunk_classes", "labels")
+    classes = cfg.protocol.get("trunk_classes") or "labels"
     if classes not in TRUNK_CLASSES:
         raise ConfigError(
             f"protocol.trunk_classes must be one of {', '.join(TRUNK_CLASSES)}, got {classes!r}"
