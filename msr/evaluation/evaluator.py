@@ -10,6 +10,7 @@ from typing import Any
 from msr.distributed import broadcast_object, gather_results, get_rank, is_distributed
 from msr.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
+from msr.evaluation.memo import EvaluationMemo
 from msr.evaluation.results import IOU_TYPES, LabelMap, predictions_to_coco
 from msr.evaluation.scoring import EvaluationResult, evaluate_results, gc_paused
 
@@ -56,6 +57,9 @@ class COCOEvaluator:
         self.bootstrap = int(bootstrap)
         self.gt: GroundTruthLike | None = None
         self.label_to_cat_id: LabelMap | None = None
+        self.memo: EvaluationMemo | None = (
+            None  # shared by the evaluators of a head pass (msr.evaluation.memo)
+        )
         self._coco_gt: Any = None  # built from self.gt on rank 0 at the first compute
         self.reset()
 
@@ -148,6 +152,7 @@ class COCOEvaluator:
             upper_bound=self.upper_bound,
             bootstrap=self.bootstrap,
             print_fn=print if self.print_tables else None,
+            memo=self.memo,
         )
 
 

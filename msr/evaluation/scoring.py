@@ -2,7 +2,7 @@
 
 Used by `COCOEvaluator.compute` (validation loops) and by `score_results_file` (msr-eval's scoring of
 a saved results file), so that both compute every metric through the same calls in the same order:
-`evaluate_coco` for each iou type (bbox before segm), then `compute_calibration` of the segm results,
+`evaluate_coco` for each iou type (bbox before segm), then the calibration of the segm results,
 then `rescoring_metrics` over the same images.
 """
 
@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from msr.errors import EvaluationError
-from msr.evaluation.bootstrap import bootstrap_counts, contrast_interval, evaluate_per_image
-from msr.evaluation.calibration import CalibrationData, class_score_results, compute_calibration
+from msr.evaluation.bootstrap import bootstrap_counts, contrast_interval, evaluate_per_image, replicate_aps
+from msr.evaluation.calibration import (
+    CalibrationData,
+    calibration_data,
+    calibration_metrics,
+    class_score_results,
+    true_mask_ious,
+)
 from msr.evaluation.coco_eval import evaluate_coco, rescoring_metrics
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
+from msr.evaluation.memo import EvaluationMemo, remember
 from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM
 from msr.evaluation.results import ResultsLike, load_results
 
@@ -68,6 +75,7 @@ def evaluate_results(
     bootstrap: int = 0,
     print_fn: Callable[[str], Any] | None = None,
     source: str | None = None,
+    memo: EvaluationMemo | None = None,
 ) -> EvaluationResult:
     """Return the EvaluationResult of COCO `results` ({iou type: result list or JSON path}) against `gt`.
 
@@ -77,7 +85,9 @@ def evaluate_results(
     results, the rescoring gain `segm_rescoring_gain/AP` (segm AP - the same masks ranked by class score)
     with its 95% interval (`..._low`, `..._high`) from `bootstrap` replicates of a paired bootstrap over
     the images (0: no interval). `img_ids`:
-    evaluate only these images (default: all). `source`: the results' name in error messages.
+    evaluate only these images (default: all). `source`: the results' name in error messages. `memo`: the
+    evaluation memo of a shared head pass (msr.evaluation.memo): the steps whose inputs equal an earlier
+    job's are taken from it.
     """
     if (calibration or upper_bound) and "segm" not in results:
         raise EvaluationError("calibration and upper_bound need segm results (iou_types without 'segm')")
@@ -88,28 +98,51 @@ def evaluate_results(
     metrics: dict[str, float] = {}
     for iou_type, res in results.items():
         loaded[iou_type], name = load_results(res)
+        step_memo = memo if print_fn is None else None  # a remembered step prints no table
         metrics.update(
-            evaluate_coco(
-                loaded[iou_type],
-                coco_gt,
-                iou_type,
-                backend,
-                img_ids=ids,
-                per_class=per_class,
-                print_fn=print_fn,
-                source=source or name,
+            remember(
+                step_memo,
+                f"coco {iou_type}",
+                lambda t=iou_type: (loaded[t], ids, backend, per_class),
+                lambda t=iou_type, n=name: evaluate_coco(
+                    loaded[t],
+                    coco_gt,
+                    t,
+                    backend,
+                    img_ids=ids,
+                    per_class=per_class,
+                    print_fn=print_fn,
+                    source=source or n,
+                ),
             )
         )
     data = None
     if calibration or upper_bound:
-        calib, data = compute_calibration(loaded["segm"], coco_gt)
+        segm = loaded["segm"]
+        true_iou = remember(memo, "true iou", lambda: _masks(segm), lambda: true_mask_ious(segm, coco_gt))
+        data = calibration_data(segm, coco_gt, true_iou)
         if calibration:
-            metrics.update(calib)
+            metrics.update(calibration_metrics(data))
         if upper_bound:
-            metrics.update(rescoring_metrics(loaded["segm"], coco_gt, data.true_iou, backend, ids))
+            rescored = remember(
+                memo,
+                "rescoring",
+                lambda: (_masks(segm), [r.get("mask_iou") is None for r in segm], ids, backend),
+                lambda: rescoring_metrics(segm, coco_gt, data.true_iou, backend, ids),
+            )
+            metrics.update(rescored)
             if f"{CLASS_SCORE}AP" in metrics:
-                metrics.update(rescoring_gain(loaded["segm"], coco_gt, metrics, bootstrap, ids))
+                metrics.update(rescoring_gain(segm, coco_gt, metrics, bootstrap, ids, memo))
     return EvaluationResult(metrics, loaded, ids, data)
+
+
+def _masks(segm_results: list[dict]) -> list[tuple]:
+    """Return what the detections of segm results are apart from their mask scores: picture, class, mask
+    and class score of each."""
+    return [
+        (r["image_id"], r["category_id"], r["segmentation"]["counts"], r.get("class_score", r["score"]))
+        for r in segm_results
+    ]
 
 
 def rescoring_gain(
@@ -118,6 +151,7 @@ def rescoring_gain(
     metrics: Mapping[str, float],
     replicates: int,
     img_ids: Sequence[int] | None = None,
+    memo: EvaluationMemo | None = None,
 ) -> dict[str, float]:
     """Return the rescoring gain `segm/AP - segm_class_score/AP` of `metrics` and, with `replicates` > 0,
     its 95% paired bootstrap interval over the images (`<key>_low`, `<key>_high`)."""
@@ -125,9 +159,21 @@ def rescoring_gain(
     if replicates <= 0:
         return gain
     by_mask_score = evaluate_per_image(segm_results, gt, "segm", img_ids)
-    by_class_score = evaluate_per_image(class_score_results(segm_results), gt, "segm", img_ids)
+    by_class_score = remember(
+        memo,
+        "per-image class score",
+        lambda: (_masks(segm_results), img_ids),
+        lambda: evaluate_per_image(class_score_results(segm_results), gt, "segm", img_ids),
+    )
     draws = bootstrap_counts(len(by_mask_score.image_ids), replicates)
-    interval = contrast_interval([[(1.0, by_mask_score), (-1.0, by_class_score)]], draws)
+    baseline = remember(
+        memo,
+        "class score replicate APs",
+        lambda: (_masks(segm_results), img_ids, replicates),
+        lambda: replicate_aps(by_class_score, draws, {}),
+    )
+    cache = {id(by_class_score): baseline}  # this call's own: an id is valid while its object lives
+    interval = contrast_interval([[(1.0, by_mask_score), (-1.0, by_class_score)]], draws, cache=cache)
     gain[f"{RESCORING_GAIN}_low"], gain[f"{RESCORING_GAIN}_high"] = interval.low, interval.high
     return gain
 

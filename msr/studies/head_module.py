@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from msr.evaluation.evaluator import COCOEvaluator
+from msr.evaluation.memo import EvaluationMemo
 from msr.evaluation.metrics import logged_metrics
 from msr.models.frozen_trunk import detect, training_inputs
 from msr.models.maskiou.branch import MaskIoUBranch, mask_scores
@@ -89,6 +90,9 @@ class HeadStageModule(pl.LightningModule):
         self.last_evaluations: list[Evaluation | None] = [None] * len(self.variants)
         self.skipped_steps = 0
         self._ground_truth: str | None = None
+        self.memo = EvaluationMemo()  # the jobs' evaluations share their identical steps
+        for variant in self.variants:
+            variant.evaluator.memo = self.memo
         for parameter in self.trunk.parameters():
             parameter.requires_grad_(False)
 
@@ -181,6 +185,7 @@ class HeadStageModule(pl.LightningModule):
     def _begin(self, split: str) -> None:
         """Point every job's evaluator at the split's annotations."""
         ann_file = evaluated_annotations(self.trainer.datamodule, split)
+        self.memo.clear()
         for variant in self.variants:
             variant.evaluator.bind(ann_file, self.label_to_cat_id)
             variant.evaluator.reset()
@@ -229,6 +234,7 @@ class HeadStageModule(pl.LightningModule):
             for callback in self.trainer.callbacks:  # the pass's own (VariantCheckpoints)
                 if isinstance(callback, EvaluationCallback):
                     callback.on_evaluation_end(self.trainer, self, evaluation)
+        self.memo.clear()
 
     def on_validation_epoch_start(self) -> None:
         self._begin("val")

@@ -92,3 +92,24 @@ def test_bootstrap_adds_the_rescoring_gains_interval(tiny_gt, synth):
     assert gain == plain["segm_rescoring_gain/AP"]
     assert with_interval["segm_rescoring_gain/AP_low"] <= gain <= with_interval["segm_rescoring_gain/AP_high"]
     assert "segm_rescoring_gain/AP_low" not in plain
+
+
+def test_a_memo_shared_by_two_heads_changes_no_number(tiny_gt, synth):
+    """Two jobs of a head pass: the same detections, other predicted IoUs. Evaluated through one memo, each
+    gets exactly the metrics it gets alone, and the second reuses the steps that do not read mask scores."""
+    from msr.evaluation.memo import EvaluationMemo
+
+    path, dataset = tiny_gt
+    first = tiny_results(dataset, synth)
+    second = json.loads(json.dumps(first))
+    for index, result in enumerate(second["segm"]):  # another head: other predicted IoUs, other ranking
+        result["mask_iou"] = 1.0 - result["mask_iou"] + 0.001 * index
+        result["score"] = result["class_score"] * result["mask_iou"]
+    memo = EvaluationMemo()
+    options = {"upper_bound": True, "bootstrap": 50}
+    alone = [evaluate_results(r, path, **options).metrics for r in (first, second)]
+    shared = [evaluate_results(r, path, memo=memo, **options).metrics for r in (first, second)]
+    assert identical(shared[0], alone[0]) and identical(shared[1], alone[1])
+    assert alone[0]["segm/AP"] != alone[1]["segm/AP"]  # the heads do differ
+    # bbox, true IoUs, the class-score and true-IoU rankings, the bootstrap baseline and its replicate APs
+    assert memo.hits == 5

@@ -7,7 +7,8 @@ which the loss applies its threshold tau) and the sparse (row, column, value) en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,7 +27,9 @@ class PositiveRoIs:
     proposals / matched_idxs: per image [P_i, 4] xyxy boxes and [P_i] index of the matched GT;
     labels: [P] GT class of every RoI, all images concatenated; gt_masks / gt_labels: per image the
     GT masks [G_i, H, W] and classes [G_i]; mask_targets: [P, M, M] the GT cropped to each RoI by RoIAlign
-    (torchvision's mask-loss targets, values in [0, 1]).
+    (torchvision's mask-loss targets, values in [0, 1]). `derived` keeps what target strategies computed
+    from these RoIs and one mask-probability tensor, so that the heads of a shared pass, which train on
+    the same RoIs, compute it once (see `MaskIoUTargets.derived`).
     """
 
     proposals: list[Tensor]
@@ -35,6 +38,7 @@ class PositiveRoIs:
     gt_masks: list[Tensor]
     gt_labels: list[Tensor]
     mask_targets: Tensor
+    derived: dict[Any, tuple[Tensor, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_samples(
@@ -106,8 +110,23 @@ class MaskIoUTargets:
         rows, cols, values = self.entries(mask_probs, rois, roi_iou)
         return MaskIoUSupervision(roi_iou=roi_iou, rows=rows, cols=cols, values=values)
 
+    def derived(self, name: str, mask_probs: Tensor, rois: PositiveRoIs, compute: Any) -> Any:
+        """Return `compute()`, computed once per (name, binarisation threshold) for these RoIs and this
+        very `mask_probs` tensor (the heads of a shared pass ask for the same)."""
+        key = (name, self.binarize_threshold)
+        found = rois.derived.get(key)
+        if found is not None and found[0] is mask_probs:
+            return found[1]
+        value = compute()
+        rois.derived[key] = (mask_probs, value)
+        return value
+
     def roi_iou(self, mask_probs: Tensor, rois: PositiveRoIs) -> Tensor:
         """Return [P] float32: the IoU of each RoI's target-class mask with its whole GT instance."""
+        return self.derived("roi_iou", mask_probs, rois, lambda: self._roi_iou(mask_probs, rois))
+
+    def _roi_iou(self, mask_probs: Tensor, rois: PositiveRoIs) -> Tensor:
+        """Return `roi_iou`, computed."""
         ratios = torch.cat(
             [mask_area_ratios(m, p, i) for m, p, i in zip(rois.gt_masks, rois.proposals, rois.matched_idxs)]
         )
@@ -138,7 +157,16 @@ class PresentClassesTargets(MaskIoUTargets):
     """
 
     def class_targets(self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (targets [P, C] float32, present [P, C] bool); the target class counts as present."""
+        """Return (targets [P, C] float32, present [P, C] bool); the target class counts as present.
+        Callers read them, never write them (they are shared by the heads of a pass)."""
+        return self.derived(
+            "class_targets", mask_probs, rois, lambda: self._class_targets(mask_probs, rois, roi_iou)
+        )
+
+    def _class_targets(
+        self, mask_probs: Tensor, rois: PositiveRoIs, roi_iou: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Return `class_targets`, computed."""
         per_image = [
             present_class_targets(probs, p, m, g, self.binarize_threshold)
             for probs, p, m, g in zip(
