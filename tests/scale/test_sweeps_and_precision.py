@@ -24,7 +24,13 @@ def presets(tmp_path_factory, scale_env) -> dict[str, dict]:
 
 def test_submitit_slurm_preset_composes_with_overrides(presets):
     launcher = OmegaConf.create(yaml.safe_load(succeeded(presets, "slurm"))["hydra"]["launcher"])
-    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    # msr's SLURM launcher: submitit's, with the head-only jobs that share a trunk as one cluster job
+    assert launcher["_target_"] == "hydra_plugins.msr_launcher.msr_launcher.MsrSlurmLauncher"
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    from hydra_plugins.msr_launcher.msr_launcher import MsrSlurmLauncher
+
+    assert issubclass(MsrSlurmLauncher, SlurmLauncher)
     assert launcher.nodes == 2 and launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4  # 1 per GPU
     assert launcher["partition"] == "gpu" and launcher["max_num_timeout"] > 0
 

@@ -90,30 +90,3 @@ def test_head_step_benchmark_times_full_and_shared_head_steps(tmp_path) -> None:
     assert all(s > 0 for s in figures["seconds"].values())
     assert figures["per_variant_of_4_over_full"] == pytest.approx(figures["head_x4_over_full"] / 4)
     assert json.loads((tmp_path / "steps.json").read_text())["seconds"] == figures["seconds"]
-
-
-@pytest.mark.slow
-def test_head_pass_benchmark_times_a_study_both_ways(tmp_path, monkeypatch) -> None:
-    import head_pass_speed
-
-    monkeypatch.setenv("MSR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    tiny = [
-        "data.num_train=8",
-        "data.num_val=5",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.eval_batch_size=2",
-        "model.rpn_post_nms_top_n_test=50",
-        "model.box_batch_size_per_image=32",
-        "model.box_detections_per_img=10",
-        "schedule.max_epochs=1",
-        "evaluation.bootstrap=0",
-    ]
-    figures = head_pass_speed.main(
-        ["--studies", "c", "--extra", *tiny, "--json", str(tmp_path / "pass.json")]
-    )
-    (row,) = figures["studies"]
-    assert row["study"] == "c" and row["jobs"] == 3
-    assert row["shared"] > 0 and row["job_by_job"] > 0 and row["ratio"] == row["shared"] / row["job_by_job"]
-    assert len(list((tmp_path / "cache" / "trunks").glob("*/trunk.json"))) == 1  # one trunk, trained first
