@@ -1,6 +1,6 @@
 """Run every benchmark under experiments/benchmarks/ and collect their figures.
 
-    python experiments/run_benchmarks.py                   # all, default settings (CPU: about an hour)
+    python experiments/run_benchmarks.py                   # all, default settings (CPU: about two hours)
     python experiments/run_benchmarks.py --only coco_eval_speed --out /tmp/bench
     make bench
 
