@@ -127,8 +127,10 @@ def this_batch_size(overrides: list[str]) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from msr.cli.common import CONFIG_DIR
+
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=["experiment=quickstart", *overrides])
     processes = int(cfg.trainer.devices) if str(cfg.trainer.strategy).startswith("ddp") else 1
     return int(cfg.data.batch_size) * processes

@@ -21,7 +21,7 @@ register_resolvers()  # the configs name paths inside a run folder as ${msr.run:
 __all__ = ["CONFIG_DIR", "check_config_values", "run_dir", "to_dict", "user_errors"]
 
 #: The Hydra configs of the repository (absolute, so console scripts find them from any folder).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 #: Errors a user can cause; entry points turn them into one clear line and exit code 2. With
 #: msr.models loaded, its WeightsError too (see `user_error_types`).

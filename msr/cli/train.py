@@ -1,4 +1,4 @@
-"""msr-train: train and evaluate MS R-CNN / Mask R-CNN from the Hydra configs in conf/.
+"""msr-train: train and evaluate MS R-CNN / Mask R-CNN from the Hydra configs in msr/conf/.
 
 msr-train experiment=quickstart
 msr-train data=coco data.root=/datasets/coco backbone=resnet50 schedule=coco_1x trainer=ddp

@@ -1,4 +1,4 @@
-"""A CSV logger whose history survives a resume (the `_target_` of conf/logger/csv.yaml).
+"""A CSV logger whose history survives a resume (the `_target_` of msr/conf/logger/csv.yaml).
 
 Lightning's CSVLogger deletes `metrics.csv` when its folder is not empty, so resuming a run in its own
 folder lost every row logged before the resume, and it rewrites the file in place when new columns

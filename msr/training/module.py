@@ -1,8 +1,8 @@
 """The LightningModule: trains a detector and hands every evaluation to the callbacks.
 
 Built by `hydra.utils.instantiate(cfg.module, net=..., optimizer=..., scheduler=..., evaluator=...)`:
-the net (msr.models.build_detector), a partial optimizer (conf/optimizer/), a partial scheduler
-(conf/schedule/) and a COCOEvaluator (conf/evaluation/) come from their config groups.
+the net (msr.models.build_detector), a partial optimizer (msr/conf/optimizer/), a partial scheduler
+(msr/conf/schedule/) and a COCOEvaluator (msr/conf/evaluation/) come from their config groups.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def build_optimizer(
 ) -> tuple[torch.optim.Optimizer, float]:
     """Return (optimizer, its learning rate) for `model`'s trainable parameters.
 
-    `factory` is a partial optimizer class (`_partial_: true` in conf/optimizer/) whose `lr` is given per
+    `factory` is a partial optimizer class (`_partial_: true` in msr/conf/optimizer/) whose `lr` is given per
     `reference_batch` images; it is scaled to `global_batch` (None: used as is).
     """
     groups = parameter_groups(model, no_decay_norm_bias)
@@ -58,6 +58,6 @@ def optimizer_for_groups(
     """Return (optimizer over the parameter `groups`, its learning rate scaled as in `build_optimizer`)."""
     base_lr = getattr(factory, "keywords", {}).get("lr")
     if base_lr is None:
-        raise ConfigError("optimizer.lr is not set: conf/optimizer/<choice>.yaml must give a learning rate")
+        raise ConfigError("optimizer.lr is not set: the optimizer/<choice>.yaml must give a learning rate")
     lr = scaled_lr(float(base_lr), global_batch, reference_batch) if reference_batch else float(base_lr)
     return factory(groups, lr=lr), lr

@@ -1,7 +1,7 @@
 """Learning-rate schedules per optimizer step, built from torch's schedulers: a linear warmup
 (`LinearLR`), then step decay (`MultiStepLR`) or cosine decay (`CosineAnnealingLR`).
 
-The `_target_`s of conf/schedule/*: partial functions that the LightningModule completes with the
+The `_target_`s of msr/conf/schedule/*: partial functions that the LightningModule completes with the
 optimizer, the number of optimizer steps of the run and the optimizer steps per epoch, so that warmup
 and milestones can be given in epochs (`unit: epoch`).
 """

@@ -1,6 +1,6 @@
 """Experiment tracking: the W&B logger (mode chosen before init), run identity, and run metadata.
 
-`make_wandb_logger` is the `_target_` of conf/logger/wandb.yaml. It decides the W&B mode before
+`make_wandb_logger` is the `_target_` of msr/conf/logger/wandb.yaml. It decides the W&B mode before
 `wandb.init` is ever called, so nothing waits on the network unless the user asked for `online` and
 has credentials:
 

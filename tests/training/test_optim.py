@@ -1,4 +1,4 @@
-"""Optimizer groups, lr scaling and the warmup + step/cosine schedules (conf/optimizer, conf/schedule)."""
+"""Optimizer groups, lr scaling and the warmup + step/cosine schedules (msr/conf/optimizer, schedule)."""
 
 from __future__ import annotations
 
