@@ -76,7 +76,7 @@ def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     if cfg.split not in SPLITS:
         raise EvaluationError(f"split must be one of {SPLITS}, got {cfg.split!r}")
     pl.seed_everything(cfg.seed, verbose=False)
-    module = load_module(cfg.ckpt_path, evaluator=instantiate(cfg.evaluation))
+    module = load_module(cfg.ckpt_path, evaluator=instantiate(cfg.evaluation), trust_pickle=cfg.trust_pickle)
     node = data_config(cfg, module, cfg.ckpt_path)
     log.info("data: %s", node.get("_target_"))
     datamodule = instantiate(node, _convert_="all")

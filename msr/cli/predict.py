@@ -44,7 +44,7 @@ def predict(cfg: DictConfig) -> Path:
     pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
     with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
-        module = load_module(cfg.ckpt_path)
+        module = load_module(cfg.ckpt_path, trust_pickle=cfg.trust_pickle)
         datamodule = instantiate(cfg.data, _convert_="all")
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=build_callbacks(cfg.callbacks, cfg.trainer), default_root_dir=str(folder)

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from msr.errors import UserError
+
 WEIGHT_KINDS = ("backbone", "maskrcnn", "msr", "auto")
 MASKIOU_PREFIX = "roi_heads.maskiou_head."
 #: Prefixes of the model's keys in msr's Lightning checkpoints: today's first, then older ones.
@@ -39,8 +41,12 @@ CLASS_ROW_KEYS = (
 _MAX_KEYS_IN_MESSAGE = 5
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """A weights file is missing, unreadable, of the wrong format or does not fit the model."""
+
+
+#: The msr-train option that allows unpickling the weights files it names (`init.*`, protocol.trunk_weights).
+TRUST_PICKLE_OPTION = "init.trust_pickle"
 
 
 def _first(keys, n: int = _MAX_KEYS_IN_MESSAGE) -> str:
@@ -49,19 +55,27 @@ def _first(keys, n: int = _MAX_KEYS_IN_MESSAGE) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Return the tensor state_dict stored in a local file (raw, Lightning-wrapped or {"model": ...})."""
+def read_state_dict(
+    path: str | os.PathLike, trust_pickle: bool = False, option: str = TRUST_PICKLE_OPTION
+) -> dict[str, torch.Tensor]:
+    """Return the tensor state_dict stored in a local file (raw, Lightning-wrapped or {"model": ...}).
+
+    The file is read with `weights_only=True`: tensors and plain data, nothing executed. A file that holds
+    other objects is refused (WeightsError naming the file and `option`) unless `trust_pickle` is True:
+    unpickling runs whatever code the file's maker put in it.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged file; all mean "unreadable"
-        if "weights_only" not in str(err):
+        if not holds_other_objects(err):
             message = f"cannot read weights file {path}: not a valid PyTorch checkpoint ({err!r})"
             raise WeightsError(message) from err
-        # Lightning checkpoints may pickle config objects next to the tensors. The user named this file.
-        try:
+        if not trust_pickle:
+            raise WeightsError(untrusted_pickle_message(path, option)) from None
+        try:  # the user named this file and allowed its unpickling
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err2:
             raise WeightsError(f"cannot read weights file {path}: {err2!r}") from err2
@@ -72,6 +86,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"weights file {path} does not hold a state_dict of tensors")
     return dict(obj)
+
+
+def holds_other_objects(err: BaseException) -> bool:
+    """Return True when torch's `weights_only=True` load failed on objects other than tensors and plain
+    data (rather than on a damaged file)."""
+    return "weights_only" in str(err) or "Weights only load failed" in str(err)
+
+
+def untrusted_pickle_message(path: str | os.PathLike, option: str) -> str:
+    """Return the one-line refusal of a file that only unpickling could read, naming it and `option`."""
+    return (
+        f"{os.fspath(path)} holds objects other than tensors and plain data: reading it would run code "
+        f"stored in the file (unpickling); if you trust whoever made it, allow it with {option}=true"
+    )
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -159,17 +187,18 @@ def load_weights(
     kind: str = "auto",
     allow_class_mismatch: bool = False,
     class_rows: Sequence[int] | None = None,
+    trust_pickle: bool = False,
 ) -> list[str]:
     """Load a local weights file into a MaskScoringRCNN; return the names left at their initialisation.
 
     `class_rows`: the file's classes to keep for the model's classes, in order (`select_class_rows`), for a
-    torchvision Mask R-CNN file whose classes are numbered otherwise. Raises WeightsError naming the file
-    and the first offending keys on any mismatch.
+    torchvision Mask R-CNN file whose classes are numbered otherwise. `trust_pickle`: see read_state_dict.
+    Raises WeightsError naming the file and the first offending keys on any mismatch.
     """
     if kind not in WEIGHT_KINDS:
         raise WeightsError(f"unknown weights kind {kind!r}; choose one of {', '.join(WEIGHT_KINDS)}")
     path = os.fspath(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path, trust_pickle=trust_pickle)
     if kind == "auto":
         kind = _guess_kind(state)
     if class_rows is not None:

@@ -249,8 +249,14 @@ def _trunk_net(config: dict[str, Any], trunk: Trunk, datamodule: Any) -> Any:
     if config["protocol"].get("trunk_classes") == "category_ids":  # torchvision's COCO numbering
         labels = datamodule.label_to_cat_id
         rows = [0, *(labels[k] for k in sorted(labels))]
-    mismatch = bool(config["init"]["allow_class_mismatch"])
-    load_weights(net, trunk.checkpoint, allow_class_mismatch=mismatch, class_rows=rows)
+    init = config["init"]
+    load_weights(
+        net,
+        trunk.checkpoint,
+        allow_class_mismatch=bool(init["allow_class_mismatch"]),
+        class_rows=rows,
+        trust_pickle=bool(init.get("trust_pickle", False)),
+    )
     return net
 
 

@@ -62,7 +62,13 @@ def build_net(cfg: DictConfig, num_classes: int) -> Any:
     files = {"backbone": init.backbone_weights, "maskrcnn": init.maskrcnn_weights, "msr": init.weights}
     for kind, path in files.items():
         if path:
-            load_weights(net, path, kind=kind, allow_class_mismatch=init.allow_class_mismatch)
+            load_weights(
+                net,
+                path,
+                kind=kind,
+                allow_class_mismatch=init.allow_class_mismatch,
+                trust_pickle=init.trust_pickle,
+            )
     if init.freeze_except_maskiou:
         freeze_all_but_maskiou(net)
     return net

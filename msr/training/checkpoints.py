@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from msr.errors import EvaluationError
 from msr.evaluation.evaluator import COCOEvaluator
+from msr.models.weights import holds_other_objects, untrusted_pickle_message
 from msr.training.module import MSRModule
 
 #: Input designs and training targets of checkpoints written before the model was composed of parts.
@@ -89,10 +90,16 @@ def legacy_data_config(data_cfg: Mapping[str, Any] | None) -> dict[str, Any] | N
     return config
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Return the content of an msr-train checkpoint (tensors and plain data only; nothing is executed).
+#: The msr-eval and msr-predict option that allows unpickling the checkpoint they are given.
+TRUST_PICKLE_KEY = "trust_pickle"
 
-    Raises FileNotFoundError for a missing file and EvaluationError naming the file for anything else.
+
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
+    """Return the content of an msr-train checkpoint: tensors and plain data only, nothing executed.
+
+    A file holding other objects is refused, naming the file and the `trust_pickle` option, unless
+    `trust_pickle` is True (then it is unpickled: whatever code it holds runs). Raises FileNotFoundError
+    for a missing file and EvaluationError naming the file for anything else.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,22 +107,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged or foreign file: all mean the same
-        message = f"{path}: not a checkpoint written by msr-train ({_load_failure(err, path)})"
-        raise EvaluationError(f"{message}; use another checkpoint") from None
+        if holds_other_objects(err) and not trust_pickle:
+            raise EvaluationError(untrusted_pickle_message(path, TRUST_PICKLE_KEY)) from None
+        if not holds_other_objects(err):
+            message = f"{path}: not a checkpoint written by msr-train ({_load_failure(path)})"
+            raise EvaluationError(f"{message}; use another checkpoint") from None
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # the user allowed it
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("hyper_parameters"), Mapping):
         raise EvaluationError(f"{path}: not a checkpoint written by msr-train (no hyper_parameters)")
     return dict(checkpoint)
 
 
-def _load_failure(err: Exception, path: Path) -> str:
-    """Return why torch could not load the file `path`, in words that suit a checkpoint the user named
-    (torch's own advice to load untrusted files with `weights_only=False` is left out)."""
+def _load_failure(path: Path) -> str:
+    """Return why torch could not load the file `path` (not for want of trust): not a zip archive, or a
+    damaged one."""
     with path.open("rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":  # checkpoints are zip archives
         return "the file is not a PyTorch checkpoint: a text file or another format"
-    if "weights_only" in str(err) or "Weights only load failed" in str(err):
-        return "it holds objects other than tensors and plain data"
     return "the file is truncated or damaged: it is not a complete PyTorch zip archive"
 
 
@@ -154,13 +163,16 @@ def check_resumable(path: str | Path, module: MSRModule) -> None:
     )
 
 
-def load_module(path: str | Path, evaluator: COCOEvaluator | None = None) -> MSRModule:
+def load_module(
+    path: str | Path, evaluator: COCOEvaluator | None = None, trust_pickle: bool = False
+) -> MSRModule:
     """Return the MSRModule saved in the msr-train checkpoint `path`, on the CPU, in eval mode.
 
     The net is rebuilt from the checkpoint's own `net_config` (or, for checkpoints written before the
-    redesign, from their flat `model_cfg`); `evaluator` is attached for msr-eval.
+    redesign, from their flat `model_cfg`); `evaluator` is attached for msr-eval. `trust_pickle`: see
+    read_checkpoint.
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
     hparams = dict(checkpoint["hyper_parameters"])
     state = dict(checkpoint.get("state_dict") or {})
     if "net_config" not in hparams and "model_cfg" in hparams:  # written before the redesign

@@ -68,12 +68,12 @@ def test_checkpoint_rebuilds_the_model_without_config(trained_run):
 
 def test_resume_continues_global_step_and_optimizer(trained_run, cli_env):
     run = trained_run["run"]
-    before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert before["global_step"] == 4
     overrides = [*TINY, "schedule=cpu_tiny", "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={run}"]
     proc = run_cli("train", *overrides, env=cli_env, cwd=trained_run["root"])
     assert "after 6 steps" in proc.stdout
-    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert after["global_step"] == 6
     assert after["lr_schedulers"][0]["last_epoch"] == 6  # the per-step schedule went on, not restarted
     state = after["optimizer_states"][0]["state"]

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from robust_cli import MODEL, SIZE, custom_data, tiny_coco, unwritable_folder
@@ -131,7 +132,66 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
             "argv": [f"ckpt_path={checkpoint}", _run(root, "p")],
         },
     ]
+    cases += _untrusted_cases(root, checkpoint, good)
     return cases + _eval_cases(root) + _convert_cases(root, blocker) + _predict_cases(root, checkpoint)
+
+
+class FileMaker:
+    """An object whose unpickling creates the file `path` (as any code a pickle holds would run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def untrusted_checkpoint(root: Path, name: str, checkpoint: Path) -> tuple[Path, Path]:
+    """Write root/<name>.ckpt: the msr-train `checkpoint` plus an object whose unpickling creates
+    root/<name>.unpickled; return both paths."""
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    marker = root / f"{name}.unpickled"
+    content["payload"] = FileMaker(marker)
+    path = root / f"{name}.ckpt"
+    torch.save(content, path)
+    return path, marker
+
+
+def _untrusted_cases(root: Path, checkpoint: Path, data: list[str]) -> list[dict]:
+    """Return msr-train (init.weights), msr-eval and msr-predict given a checkpoint that only unpickling can
+    read, and msr-predict allowed to unpickle it (trust_pickle=true)."""
+    pictures = root / "one_picture"
+    pictures.mkdir()
+    Image.fromarray(np.full((SIZE, SIZE, 3), 90, dtype=np.uint8)).save(pictures / "a.png")
+    files = {name: untrusted_checkpoint(root, name, checkpoint)[0] for name in UNTRUSTED_CASES}
+    predict = [f"images={pictures}", "overlays=false"]
+    return [
+        _train("untrusted_init", root, data, f"init.weights={files['untrusted_init']}"),
+        {
+            "name": "untrusted_eval",
+            "program": "evaluate",
+            "argv": [f"ckpt_path={files['untrusted_eval']}", _run(root, "untrusted_eval")],
+        },
+        {
+            "name": "untrusted_predict",
+            "program": "predict",
+            "argv": [f"ckpt_path={files['untrusted_predict']}", *predict, _run(root, "untrusted_predict")],
+        },
+        {
+            "name": "trusted_predict",
+            "program": "predict",
+            "argv": [
+                f"ckpt_path={files['trusted_predict']}",
+                *predict,
+                "trust_pickle=true",
+                _run(root, "tp"),
+            ],
+        },
+    ]
+
+
+#: The cases of `_untrusted_cases`: case <name> reads root/<name>.ckpt; unpickling it makes <name>.unpickled.
+UNTRUSTED_CASES = ("untrusted_init", "untrusted_eval", "untrusted_predict", "trusted_predict")
 
 
 def _edit_upright_size(train: dict, val: dict) -> None:

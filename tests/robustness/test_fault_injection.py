@@ -68,7 +68,7 @@ def saved_step(run: Path) -> int | None:
     path = run / "checkpoints" / "last.ckpt"
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
 
 
 def start(run: Path, env: dict[str, str], pause: bool) -> subprocess.Popen:
@@ -115,8 +115,8 @@ def test_sigkill_at_five_points_then_resume_ends_as_the_uninterrupted_run(
         assert saved_step(run) == step, what  # a kill during a write leaves the previous checkpoint whole
     finish(start(run, robust_env, pause=False))
 
-    expected = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    got = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    expected = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    got = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert got["global_step"] == expected["global_step"] == 4 and got["epoch"] == expected["epoch"]
     progress = "epoch_progress", "epoch_loop.batch_progress"
     assert [got["loops"]["fit_loop"][k]["total"] for k in progress] == [

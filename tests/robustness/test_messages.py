@@ -203,3 +203,31 @@ def test_convert_warns_of_regions_without_area_or_outside_the_picture(batch):
     for ann in coco["annotations"]:
         x, y, w, h = ann["bbox"]
         assert 0 < ann["area"] <= 64 * 64 and x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64
+
+
+# -- checkpoints that only unpickling can read: refused unless the user allows it by name ----------------
+
+
+@pytest.mark.parametrize(
+    ("case", "program", "option"),
+    [
+        ("untrusted_init", "msr-train", "init.trust_pickle=true"),
+        ("untrusted_eval", "msr-eval", "trust_pickle=true"),
+        ("untrusted_predict", "msr-predict", "trust_pickle=true"),
+    ],
+)
+def test_a_checkpoint_that_only_unpickling_reads_is_refused_and_nothing_in_it_runs(
+    batch, case, program, option
+):
+    root = batch[case]["root"]
+    assert_says(
+        error_line(batch[case], program), f"{root / case}.ckpt holds objects other than tensors", option
+    )
+    assert not (root / f"{case}.unpickled").exists()  # the object whose unpickling makes this file never ran
+
+
+def test_trust_pickle_reads_such_a_checkpoint(batch):
+    result = batch["trusted_predict"]
+    assert result["rc"] == 0, result["stderr"][-3000:]
+    assert (result["root"] / "trusted_predict.unpickled").exists()  # it was unpickled, as asked
+    assert (result["root"] / "tp" / "segm_results.json").is_file()

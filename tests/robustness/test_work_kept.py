@@ -35,7 +35,7 @@ def test_crash_in_validation_keeps_the_training_and_resumes(tmp_path, robust_env
     assert line.startswith(f"msr-train: error: cannot read image file {picture}")
     assert "data.skip_unreadable=true" in line
     assert last_log_line(run).endswith(line)  # train.log ends with the error that stopped the run
-    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 2  # the first epoch's training is kept
 
     shutil.copy(tmp_path / "5.png", picture)  # the picture fixed, the same command resumes
@@ -111,5 +111,5 @@ def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, robust_env):
     line = stderr.decode().strip().splitlines()[-1]
     assert line.startswith("msr-train: stopped by SIGTERM (exit status 143)") and "ckpt_path=auto" in line
     assert last_log_line(run).endswith(line)
-    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] >= 1 and saved["optimizer_states"][0]["state"]

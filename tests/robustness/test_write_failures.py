@@ -63,7 +63,7 @@ print(json.dumps(messages))
     checkpoint, rewrite, append = json.loads(proc.stdout)
     assert checkpoint.startswith(f"cannot write {ckpt}: file too large")
     assert "(EFBIG); the earlier last.ckpt is kept whole" in checkpoint
-    assert torch.load(ckpt, weights_only=False)["global_step"] == 1  # the earlier checkpoint loads
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 1  # the earlier checkpoint loads
     metrics = csv_dir / "metrics.csv"
     for message in (rewrite, append):
         assert message.startswith(f"cannot write {metrics}: file too large")
@@ -134,7 +134,7 @@ import sys
 sys.path.insert(0, {str(HERE)!r})
 from file_size_limit import limit_file_size
 limit_file_size(200)
-sys.argv = ["msr-predict", "ckpt_path=any.ckpt", "images={tmp_path}", "hydra.run.dir={tmp_path / 'run'}"]
+sys.argv = ["msr-predict", "ckpt_path=any.ckpt", "images={tmp_path}", "hydra.run.dir={tmp_path / "run"}"]
 from msr.cli.predict import main
 main()
 """

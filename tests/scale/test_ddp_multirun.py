@@ -22,7 +22,7 @@ def test_multirun_of_ddp_jobs_gives_each_job_its_own_complete_folder(tmp_path, s
     assert jobs == ["0", "1"]  # the children did not start sweeps of their own
     assert proc.stdout.count("val metrics after 4 steps") == 2  # one table per job, from rank 0 only
     for seed, job in enumerate(sweep / j for j in jobs):
-        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         assert ckpt["global_step"] == 4
         # the global batch is 2 processes x 2 images: base lr 0.004 per 16 images -> 0.001
         assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.001)
@@ -63,5 +63,5 @@ def test_processes_from_torchrun_are_used_as_they_are(tmp_path, scale_env):
     assert proc.stdout.count("val metrics after 2 steps") == 1  # printed by rank 0 only
     assert not (run / ".ddp").exists()  # nothing was pinned: torchrun made the processes
     assert not list(run.glob("train_ddp_process_*.log"))  # and Lightning launched none
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.001)

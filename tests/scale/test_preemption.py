@@ -42,7 +42,7 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
     output = stdout.decode() + stderr.decode()  # Hydra's job logging goes to stdout
     assert "SIGTERM at global step" in output, output[-3000:]
 
-    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     stopped_at = saved["global_step"]
     assert 1 <= stopped_at < 20  # mid-epoch: the first epoch has 20 steps
     assert saved["epoch"] == 0 and saved["optimizer_states"][0]["state"]
@@ -53,7 +53,7 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
     )
     assert f"after {stopped_at + 2} steps" in resumed.stdout
     assert f"ckpt_path=auto: resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout  # Hydra log
-    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert after["global_step"] == stopped_at + 2
     assert after["lr_schedulers"][0]["last_epoch"] == stopped_at + 2  # the schedule went on
 
@@ -65,4 +65,4 @@ def test_auto_without_checkpoint_starts_fresh(tmp_path, scale_env):
         env=scale_env, cwd=tmp_path,
     )
     assert proc.returncode == 0 and "resuming from" not in proc.stdout + proc.stderr
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1

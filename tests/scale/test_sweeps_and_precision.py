@@ -70,7 +70,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, scale_env):
         "train", *TINY_STEPS, "trainer.precision=bf16-mixed", "trainer.max_steps=2", f"hydra.run.dir={run}",
         env=scale_env, cwd=tmp_path,
     )
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     lines = (run / "csv" / "metrics.csv").read_text().splitlines()
