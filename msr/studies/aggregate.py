@@ -334,7 +334,8 @@ def intervals_markdown(
     from msr.studies.over_runs import MIN_SEEDS_DISTRIBUTION_FREE
 
     parts = [
-        f"Paired contrasts, 95% intervals. *Given these trained models*: {replicates} bootstrap replicates "
+        f"Paired contrasts with the reference, `{variants[reference].name}`, 95% intervals. "
+        f"*Given these trained models*: {replicates} bootstrap replicates "
         "over the val pictures (the same pictures for every run, the seeds' contrasts averaged); it holds "
         "the trained models fixed. *Over training runs*: a t-interval over the per-seed contrasts with the "
         "picture variance as one component (normal model; it speaks of the next training run). Bold: the "
