@@ -2,9 +2,11 @@
 
     msr-aggregate multirun/ablation/2026-11-25_10-00-00 [more sweeps ...] --out experiments/results/heads
 
-Writes `<out>.md` and `<out>.csv` (see `msr.studies.aggregate`): mean ± std over seeds per variant and,
-unless `--bootstrap 0`, each variant's paired differences to `--reference` with 95% intervals; prints
-the Markdown. Exit status 2 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
+Writes `<out>.md`, `<out>.csv` and `<out>.json` (see `msr.studies.aggregate`): mean ± std over seeds per
+variant, the per-seed values and, unless `--bootstrap 0`, each variant's paired contrasts with
+`--reference`, each with a 95% interval given these trained models (over val pictures) and one over
+training runs (over seeds; below 2 seeds the table says so instead); prints the Markdown. Exit status 2
+with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 """
 
 from __future__ import annotations
@@ -38,12 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="replicates of the paired bootstrap over val pictures (95%% intervals); 0: no intervals",
     )
-    parser.add_argument(
-        "--resample-seeds",
-        action="store_true",
-        help="redraw the seeds too in every replicate (two-level bootstrap): intervals that hold the spread "
-        "between training runs, the honest ones for separately trained (end-to-end) models",
-    )
+    parser.add_argument("--resample-seeds", action="store_true", help=argparse.SUPPRESS)  # refused below
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     return parser
 
@@ -51,10 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run msr-aggregate on the command line `argv` (default: sys.argv)."""
     args = build_parser().parse_args(argv)
-    try:
-        md, _ = aggregate(
-            args.folders, args.out, args.reference, args.bootstrap, args.seed, args.resample_seeds
+    if args.resample_seeds:
+        print(
+            "msr-aggregate: error: --resample-seeds is gone (redrawing 3 seeds gives their range, not a 95% "
+            "interval); every table now has an interval over training runs from the per-seed contrasts",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
+    try:
+        md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
     except UserError as err:  # AggregateError, an unreadable annotation or results file, ...
         print(f"msr-aggregate: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -145,11 +145,22 @@ def bootstrap_counts(num_images: int, replicates: int, seed: int = 0) -> np.ndar
 
 @dataclass(frozen=True)
 class Interval:
-    """A difference (or any statistic) with its 95% bootstrap interval."""
+    """A statistic (typically a paired difference) with its 95% percentile bootstrap interval over pictures.
+
+    `mean` is the mean of the bootstrap replicates (beside `estimate`, it shows the bootstrap's bias);
+    `basic_low`/`basic_high` the basic (reverse-percentile) interval, a check on the percentile one;
+    `borderline` is True when 0 lies within twice the Monte-Carlo error of an endpoint (more replicates
+    could move the verdict); `p_value` the two-sided bootstrap p-value of "the statistic is 0"."""
 
     estimate: float
     low: float
     high: float
+    mean: float = float("nan")
+    basic_low: float = float("nan")
+    basic_high: float = float("nan")
+    borderline: bool = False
+    p_value: float = float("nan")
+    replicates: int = 0
 
     @property
     def excludes_zero(self) -> bool:
@@ -161,35 +172,49 @@ class Interval:
         return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}]{mark}"
 
 
+def interval_of_replicates(estimate: float, values: np.ndarray, level: float = 0.95) -> Interval:
+    """Return the Interval of `estimate` from its bootstrap replicate `values` ([B]): percentile and basic
+    endpoints, the replicates' mean, the two-sided p-value and the Monte-Carlo borderline mark.
+
+    An endpoint is the order statistic of rank about B·q (q = 0.025, 0.975); the rank of that quantile
+    varies between bootstrap runs with standard deviation sqrt(B·q·(1 - q)) (binomial), so the endpoint's
+    Monte-Carlo range is the replicates within 2 such deviations of that rank. The interval is
+    `borderline` when that range of either endpoint contains 0.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))
+    count = values.shape[0]
+    tail = (1.0 - level) / 2
+    low, high = np.percentile(values, [tail * 100, (1 - tail) * 100])
+    spread = 2.0 * np.sqrt(count * tail * (1 - tail))
+    borderline = False
+    for q in (tail, 1 - tail):
+        rank = q * (count - 1)
+        first = values[int(np.clip(np.floor(rank - spread), 0, count - 1))]
+        last = values[int(np.clip(np.ceil(rank + spread), 0, count - 1))]
+        borderline |= bool(first <= 0.0 <= last) and not bool(first == last == 0.0)
+    below, above = np.count_nonzero(values <= 0), np.count_nonzero(values >= 0)
+    p_value = min(1.0, 2.0 * (min(below, above) + 1) / (count + 1))
+    return Interval(
+        float(estimate), float(low), float(high), float(values.mean()),
+        float(2 * estimate - high), float(2 * estimate - low), borderline, p_value, count,
+    )
+
+
 #: A linear contrast of AP values: (weight, evaluation) terms, e.g. [(1, variant), (-1, reference)].
 Contrast = Sequence[tuple[float, PerImageEval]]
 
 
-def contrast_interval(
-    contrasts: Sequence[Contrast],
-    draws: np.ndarray,
-    level: float = 0.95,
-    cache: dict[int, np.ndarray] | None = None,
-    seed_draws: np.ndarray | None = None,
-) -> Interval:
-    """Return the mean over `contrasts` of sum(weight * AP) with its paired bootstrap interval.
+def contrast_replicates(
+    contrasts: Sequence[Contrast], draws: np.ndarray, cache: dict[int, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ([C] each contrast's value on the full set, [C, B] its value on every picture multiset of
+    `draws`): sum(weight * AP) per contrast, the same multisets for every term (which pairs them).
 
-    Typically one contrast per seed: [(1, variant), (-1, reference)] for a difference of segm AP,
-    [(1, masks ranked by mask score), (-1, the same ranked by class score)] for the rescoring gain.
-    `draws` ([B, N] from `bootstrap_counts`) are the same picture multisets for every term, which is what
-    pairs them; every evaluation must cover the same N pictures. `cache` keeps each evaluation's replicate
-    APs (by id) across calls that share `draws`. With `seed_draws` ([B, len(contrasts)] counts, e.g.
-    `bootstrap_counts(len(contrasts), B, other_seed)`) a replicate also redraws the contrasts (the seeds)
-    with replacement, a two-level bootstrap whose interval holds the seed-to-seed spread as well; without
-    it, every replicate averages all of them.
+    Every evaluation must cover the same pictures; `cache` keeps each evaluation's replicate APs (by id)
+    across calls that share `draws`.
     """
     if not contrasts or not all(contrasts):
         raise EvaluationError("a bootstrap contrast needs at least one term")
-    if seed_draws is not None and seed_draws.shape != (draws.shape[0], len(contrasts)):
-        raise EvaluationError(
-            f"seed draws of shape {tuple(seed_draws.shape)} for {draws.shape[0]} replicates of "
-            f"{len(contrasts)} contrasts"
-        )
     image_ids = contrasts[0][0][1].image_ids
     for contrast in contrasts:
         for _, evaluation in contrast:
@@ -200,14 +225,26 @@ def contrast_interval(
     for contrast in contrasts:
         full.append(sum(w * coco_ap(e) for w, e in contrast))
         replicates.append(sum(w * replicate_aps(e, draws, cache) for w, e in contrast))
-    per_contrast = np.stack(replicates)  # [contrasts, B]
-    if seed_draws is None:
-        values = per_contrast.mean(axis=0)
-    else:
-        values = (seed_draws.T * per_contrast).sum(axis=0) / len(contrasts)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Interval(float(np.mean(full)), float(low), float(high))
+    return np.asarray(full, dtype=np.float64), np.stack(replicates)
+
+
+def contrast_interval(
+    contrasts: Sequence[Contrast],
+    draws: np.ndarray,
+    level: float = 0.95,
+    cache: dict[int, np.ndarray] | None = None,
+) -> Interval:
+    """Return the mean over `contrasts` of sum(weight * AP) with its paired bootstrap interval over pictures.
+
+    Typically one contrast per seed: [(1, variant), (-1, reference)] for a difference of segm AP,
+    [(1, masks ranked by mask score), (-1, the same ranked by class score)] for the rescoring gain.
+    `draws` ([B, N] from `bootstrap_counts`) are the same picture multisets for every term, which is what
+    pairs them. Every replicate averages all the contrasts: the interval holds the trained models fixed
+    (it is an interval "given these trained models"); the spread between training runs is
+    `msr.studies.over_runs`'s.
+    """
+    full, replicates = contrast_replicates(contrasts, draws, cache)
+    return interval_of_replicates(float(full.mean()), replicates.mean(axis=0), level)
 
 
 def replicate_aps(evaluation: PerImageEval, draws: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:

@@ -31,7 +31,7 @@ import yaml
 from msr.errors import UserError
 from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM, STUDY_KEYS, TITLES
 from msr.evaluation.tables import markdown_table
-from msr.files import write_csv_atomic, write_text_atomic
+from msr.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from msr.layout import RunLayout
 from msr.studies.identity import variant_ignored
 
@@ -226,14 +226,16 @@ def aggregate(
     reference: str | None = None,
     replicates: int = 1000,
     seed: int = 0,
-    resample_seeds: bool = False,
 ) -> tuple[Path, Path]:
-    """Aggregate the runs under `folders`; write `<out>.md` and `<out>.csv`; return their paths.
+    """Aggregate the runs under `folders`; write `<out>.md`, `<out>.csv` and `<out>.json`; return the
+    paths of the first two.
 
     With `replicates` > 0 every variant is also compared with the reference variant (the first whose name
-    contains `reference`; default the first variant) by a paired bootstrap over the val pictures
-    (`msr.studies.intervals`): its segm AP difference, its rescoring gain and the gain's difference;
-    `resample_seeds` redraws the seeds too (two-level bootstrap: the spread between training runs counts).
+    contains `reference`; default the first variant), from the runs' saved results
+    (`msr.studies.intervals`): Δ segm AP, Δ class-score AP, Δ bbox AP, its rescoring gain and the gain's
+    difference, each with an interval given these trained models (paired bootstrap over the val pictures)
+    and one over training runs (per-seed contrasts). `<out>.json` holds every run's metrics by seed, the
+    per-seed contrasts and both intervals.
     """
     runs = find_runs(folders)
     if not runs:
@@ -246,20 +248,49 @@ def aggregate(
     sources = ", ".join(str(f) for f in folders)
     shared = f"Overrides common to every variant: `{' '.join(common)}`\n\n" if common else ""
     text = f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows)
+    record: dict[str, Any] = {"sources": [str(f) for f in folders], "common overrides": list(common)}
+    record["variants"] = [variant_record(v) for v in variants]
     if replicates > 0:
-        from msr.studies.intervals import interval_columns  # pycocotools and torch: only when needed
+        from msr.studies.intervals import interval_columns, interval_record  # pycocotools: only when needed
 
         index = reference_index(variants, reference)
-        found = paired_intervals(variants, index, replicates, seed, resample_seeds)
+        found = paired_intervals(variants, index, replicates, seed)
         extra_columns, extra_rows = interval_columns(found)
         columns += extra_columns
         rows = [row + extra for row, extra in zip(rows, extra_rows)]
-        text += "\n" + intervals_markdown(variants, found, index, replicates, resample_seeds)
+        text += "\n" + intervals_markdown(variants, found, index, replicates)
+        record["reference"] = variants[index].name
+        record["bootstrap"] = {"replicates": replicates, "seed": seed}
+        for entry, intervals in zip(record["variants"], found):
+            entry["paired seeds"] = intervals.seeds
+            entry["shared trunk"] = intervals.shared_trunk
+            entry["class-score ties by run"] = list(intervals.runs)
+            entry["contrasts"] = {k: interval_record(c) for k, c in intervals.contrasts.items()}
     out = Path(out)
     md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     write_text_atomic(text, md)
     write_csv_atomic(columns, rows, csv_path)
+    write_json_atomic(record, out.with_suffix(".json"))
     return md, csv_path
+
+
+def run_seed(run: Path) -> int | None:
+    """Return the seed of a job folder's resolved config (None without one)."""
+    config_file = RunLayout(run).hydra_config
+    if not config_file.is_file():
+        return None
+    seed = (_read(config_file, yaml.safe_load) or {}).get("seed")
+    return int(seed) if isinstance(seed, (int, float)) else None
+
+
+def variant_record(variant: Variant) -> dict[str, Any]:
+    """Return a variant as a JSON-ready dict: its name and, per run, its folder and metrics (the per-seed
+    values behind the table's mean ± std)."""
+    runs = []
+    for folder, metrics in zip(variant.folders, variant.runs):
+        values = {k: metrics[k] for k in STUDY_KEYS if k in metrics}
+        runs.append({"folder": str(folder), "seed": run_seed(folder), **values})
+    return {"variant": variant.name, "seeds": len(variant.runs), "runs": runs}
 
 
 def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
@@ -280,9 +311,9 @@ def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
 
 
 def paired_intervals(
-    variants: Sequence[Variant], reference: int, replicates: int, seed: int, resample_seeds: bool = False
+    variants: Sequence[Variant], reference: int, replicates: int, seed: int
 ) -> list[VariantIntervals]:
-    """Return every variant's paired bootstrap intervals against `variants[reference]`."""
+    """Return every variant's paired intervals against `variants[reference]`."""
     from msr.studies.intervals import run_pictures, study_intervals
 
     cache: dict[str, str] = {}
@@ -290,37 +321,68 @@ def paired_intervals(
     for variant in variants:
         loaded = [run_pictures(folder, cache) for folder in variant.folders]
         pictures.append([p for p in loaded if p is not None])
-    return study_intervals(pictures, reference, replicates, seed, resample_seeds)
+    return study_intervals(pictures, reference, replicates, seed)
 
 
 def intervals_markdown(
-    variants: Sequence[Variant],
-    intervals: Sequence[VariantIntervals],
-    reference: int,
-    replicates: int,
-    resample_seeds: bool = False,
+    variants: Sequence[Variant], intervals: Sequence[VariantIntervals], reference: int, replicates: int
 ) -> str:
-    """Return the Markdown table of the paired differences (bold: the 95% interval excludes 0)."""
-    from msr.studies.intervals import describe
+    """Return the Markdown of the paired contrasts: one table per contrast, each variant's per-seed values,
+    its interval given these trained models and its interval over training runs, with raw and Holm verdicts.
+    """
+    from msr.studies.intervals import QUANTITIES, describe, describe_runs
+    from msr.studies.over_runs import MIN_SEEDS_DISTRIBUTION_FREE
 
-    rows = []
-    for index, (variant, found) in enumerate(zip(variants, intervals)):
-        name = f"`{variant.name}`" + (" (reference)" if index == reference else "")
-        trunk = "yes" if found.shared_trunk else "no"
-        rows.append([name, found.seeds, trunk, describe(found.segm_ap), describe(found.gain),
-                     describe(found.gain_vs_reference)])
-    headers = [
-        "variant", "paired seeds", "same trunk", "Δ segm AP vs reference", "rescoring gain",
-        "Δ rescoring gain vs reference",
+    parts = [
+        f"Paired contrasts with the reference, `{variants[reference].name}`, 95% intervals. "
+        f"*Given these trained models*: {replicates} bootstrap replicates "
+        "over the val pictures (the same pictures for every run, the seeds' contrasts averaged); it holds "
+        "the trained models fixed. *Over training runs*: a t-interval over the per-seed contrasts with the "
+        "picture variance as one component (normal model; it speaks of the next training run). Bold: the "
+        "interval excludes 0; ≈: an endpoint is within the Monte-Carlo error of 0 (borderline); Holm: the "
+        "verdict adjusted over the variants of the table. A distribution-free interval of the median needs "
+        f">= {MIN_SEEDS_DISTRIBUTION_FREE} seeds.\n"
     ]
-    seeds = (
-        "seeds paired, and redrawn with replacement in every replicate (two-level bootstrap: the intervals "
-        "hold the spread between training runs too)"
-        if resample_seeds
-        else "seeds paired and averaged"
-    )
-    intro = (
-        f"Paired differences with 95% intervals ({replicates} bootstrap replicates over the val pictures, "
-        f"the same pictures for every run, {seeds}; bold: the interval excludes 0):\n\n"
-    )
-    return intro + markdown_table(headers, rows) + "\n"
+    for key, title in QUANTITIES:
+        rows = []
+        for index, (variant, found) in enumerate(zip(variants, intervals)):
+            contrast = found.contrasts.get(key)
+            if contrast is None:
+                continue
+            name = f"`{variant.name}`" + (" (reference)" if index == reference else "")
+            runs, pictures = contrast.runs, contrast.pictures
+            median = "n/a" if contrast.median is None else "[{:+.4f}, {:+.4f}]".format(*contrast.median)
+            rows.append([
+                name, runs.seeds, "yes" if found.shared_trunk else "no",
+                " / ".join(f"{v:+.4f}" for v in runs.per_seed),
+                f"{pictures.mean:+.4f}", describe(pictures),
+                f"[{pictures.basic_low:+.4f}, {pictures.basic_high:+.4f}]",
+                _verdict(pictures.excludes_zero, contrast.holm_pictures),
+                describe_runs(runs),
+                _verdict(runs.excludes_zero, contrast.holm_runs) if runs.has_interval else "",
+                median,
+            ])
+        if not rows:
+            continue
+        headers = [
+            "variant", "seeds", "same trunk", "per seed", "bootstrap mean", "given these trained models",
+            "basic interval", "excludes 0: raw / Holm", "over training runs", "excludes 0: raw / Holm",
+            "median, distribution-free",
+        ]
+        parts.append(f"\n**{title}**\n\n" + markdown_table(headers, rows) + "\n")
+    ties = [
+        f"`{v.name}` " + " / ".join(str(r["tied class scores"]) for r in found.runs)
+        for v, found in zip(variants, intervals) if found.runs
+    ]
+    if ties:
+        parts.append(
+            "\nTied class scores (detections whose class score equals another's of their category), per "
+            "run: " + "; ".join(ties) + ". The JSON file gives each run's class-score segm AP with the ties "
+            "broken against and for the true positives.\n"
+        )
+    return "".join(parts)
+
+
+def _verdict(raw: bool, adjusted: bool) -> str:
+    """Return `yes / no`-style cells of the raw and Holm-adjusted verdicts."""
+    return f"{'yes' if raw else 'no'} / {'yes' if adjusted else 'no'}"

@@ -17,8 +17,10 @@ from msr.evaluation.bootstrap import (
     coco_ap,
     contrast_interval,
     evaluate_per_image,
+    interval_of_replicates,
 )
 from msr.evaluation.coco_eval import evaluate_coco
+from msr.evaluation.ties import tie_bounds, tied_detections
 from msr.studies.aggregate import aggregate
 
 N = 200  # pictures of the constructed case
@@ -88,38 +90,51 @@ def test_seeds_are_averaged_and_must_cover_the_same_pictures(synth):
         contrast_interval([[(1.0, perfect), (-1.0, fewer)]], draws)
 
 
-def test_redrawing_the_seeds_puts_the_seed_spread_into_the_interval(synth):
-    """Two seeds whose differences are exactly 1 and 0 on every picture multiset: averaged, every replicate
-    gives 0.5; with the seeds redrawn, a replicate draws both seeds (0.5), the first twice (1) or the second
-    twice (0), a quarter of the time each, so the 95% interval is [0, 1]."""
-    gt, results = one_object_case(synth, found=set(range(N)))
-    perfect, none = evaluate_per_image(results, gt), evaluate_per_image([], gt)
-    contrasts = [[(1.0, perfect), (-1.0, none)], [(1.0, none), (-1.0, none)]]
-    draws = bootstrap_counts(N, 400, seed=4)
-    averaged = contrast_interval(contrasts, draws)
-    assert averaged.estimate == averaged.low == averaged.high == pytest.approx(0.5)
-    seeds = bootstrap_counts(2, 400, seed=5)
-    redrawn = contrast_interval(contrasts, draws, seed_draws=seeds)
-    assert redrawn.estimate == pytest.approx(0.5)
-    assert (redrawn.low, redrawn.high) == (pytest.approx(0.0), pytest.approx(1.0))
-    assert not redrawn.excludes_zero
-    with pytest.raises(ValueError, match=r"seed draws of shape \(400, 3\) for 400 replicates of 2 contrasts"):
-        contrast_interval(contrasts, draws, seed_draws=bootstrap_counts(3, 400, seed=5))
+def test_interval_of_replicates_gives_mean_basic_interval_p_value_and_borderline():
+    values = np.linspace(-1.0, 3.0, 1001)  # percentile 2.5 %: -0.9, 97.5 %: 2.9; 0 at rank 250
+    interval = interval_of_replicates(1.5, values)
+    assert (interval.low, interval.high) == (pytest.approx(-0.9), pytest.approx(2.9))
+    assert interval.mean == pytest.approx(1.0)
+    assert (interval.basic_low, interval.basic_high) == (pytest.approx(3.0 - 2.9), pytest.approx(3.0 + 0.9))
+    assert interval.p_value == pytest.approx(2 * (251 + 1) / 1002)  # 251 replicates <= 0, plus one
+    assert not interval.borderline and interval.replicates == 1001
+    # the lower endpoint +0.003 lies 3 ranks from 0, where the 2.5 % quantile's rank moves by ±2 x 4.9
+    # ranks between bootstrap runs of 1001 replicates: it excludes 0, but only just
+    near = interval_of_replicates(0.5, np.linspace(-0.025, 0.975, 1001) + 0.003)
+    assert near.low == pytest.approx(0.003) and near.excludes_zero and near.borderline
+    far = interval_of_replicates(0.5, np.linspace(0.1, 1.0, 1001))
+    assert far.excludes_zero and not far.borderline and far.p_value == pytest.approx(2 / 1002)
 
 
-def test_msr_aggregate_redraws_seeds_on_request(synth, tmp_path):
-    """msr-aggregate on hand-made runs: MS R-CNN finds every object with seed 0 and none with seed 1, the
-    Mask R-CNN reference none with either. Seeds averaged, the difference is 0.5 on every replicate;
-    --resample-seeds gives the interval [0, 1] and says so."""
-    gt, found_all = one_object_case(synth, found=set(range(N)))
+def test_ties_are_counted_and_bound_the_ap(synth):
+    """Two pictures, one object each: a true positive in picture 2 and a false positive in picture 1 with
+    the same score. COCOeval's stable order puts picture 1's false positive first (precision 1/2 at
+    recall 1/2); broken for the true positive, precision 1 up to recall 1/2."""
+    images = [{"id": i, "height": H, "width": W, "file_name": f"{i}.png"} for i in (1, 2)]
+    anns = [synth.annotation(i, i, 3, H, W, (2, 2, 10, 10)) for i in (1, 2)]
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 3, "name": "cat"}]}
+    hit = synth.rle_of(synth.rect_mask(H, W, 2, 2, 10, 10))
+    miss = synth.rle_of(synth.rect_mask(H, W, 12, 12, 16, 16))
+    results = [
+        {"image_id": 1, "category_id": 3, "segmentation": miss, "score": 0.9},
+        {"image_id": 2, "category_id": 3, "segmentation": hit, "score": 0.9},
+    ]
+    evaluation = evaluate_per_image(results, gt)
+    assert tied_detections(evaluation) == 2
+    low, high = tie_bounds(evaluation)
+    assert low == pytest.approx(coco_ap(evaluation), abs=1e-12)  # COCOeval's order is the unlucky one here
+    assert high == pytest.approx(51 / 101, abs=1e-12)
+    untied = evaluate_per_image([results[0], {**results[1], "score": 0.8}], gt)
+    assert tied_detections(untied) == 0
+    assert tie_bounds(untied) == (pytest.approx(coco_ap(untied)), pytest.approx(coco_ap(untied)))
+
+
+def make_runs(tmp_path, synth, runs):
+    """Write hand-made job folders ((name, head, seed, results) each) scored on one annotation file."""
+    gt, _ = one_object_case(synth, found=set())
     ann_file = tmp_path / "val.json"
     ann_file.write_text(json.dumps(gt))
-    for name, head, seed, results in [
-        ("ms0", "maskiou", 0, found_all),
-        ("ms1", "maskiou", 1, []),
-        ("mrcnn0", "none", 0, []),
-        ("mrcnn1", "none", 1, []),
-    ]:
+    for name, head, seed, results in runs:
         job = tmp_path / "runs" / name
         (job / ".hydra").mkdir(parents=True)
         (job / "eval").mkdir()
@@ -128,16 +143,53 @@ def test_msr_aggregate_redraws_seeds_on_request(synth, tmp_path):
         (job / "eval" / "segm_results.json").write_text(json.dumps(results))
         ap = 1.0 if results else 0.0
         (job / "eval" / "val_metrics.json").write_text(json.dumps({"segm/AP": ap, "ann_file": str(ann_file)}))
-    runs = [str(tmp_path / "runs")]
-    averaged, _ = aggregate(runs, tmp_path / "averaged", reference="head=none", replicates=400)
-    text = re.sub(r" {2,}", " ", averaged.read_text())
-    assert "| `head=maskiou` | 2 | no | **+0.5000 [+0.5000, +0.5000]** |" in text
+    return [str(tmp_path / "runs")]
+
+
+def test_msr_aggregate_gives_intervals_over_pictures_and_over_runs(synth, tmp_path):
+    """MS R-CNN finds every object with seed 0 and none with seed 1, the Mask R-CNN reference none with
+    either: per-seed differences 1 and 0 on every picture multiset. Given these trained models the
+    difference is 0.5 on every replicate; over training runs it is 0.5 ± t(0.975, 1) · sqrt(0.5 / 2):
+    two seeds that disagree this much say nothing about the next training run."""
+    _, found_all = one_object_case(synth, found=set(range(N)))
+    runs = make_runs(tmp_path, synth, [
+        ("ms0", "maskiou", 0, found_all), ("ms1", "maskiou", 1, []),
+        ("mrcnn0", "none", 0, []), ("mrcnn1", "none", 1, []),
+    ])
+    md, csv_path = aggregate(runs, tmp_path / "study", reference="head=none", replicates=400)
+    text = re.sub(r" {2,}", " ", md.read_text())
+    half = 12.706204736 * 0.5
+    assert (
+        f"| `head=maskiou` | 2 | no | +1.0000 / +0.0000 | +0.5000 | **+0.5000 [+0.5000, +0.5000]** | "
+        f"[+0.5000, +0.5000] | yes / yes | +0.5000 [{0.5 - half:+.4f}, {0.5 + half:+.4f}] | no / no | n/a |"
+    ) in text
+    assert "per run: `head=none` 0 / 0; `head=maskiou` 200 / 0." in text  # every hit scores 0.9
+    record = json.loads(csv_path.with_suffix(".json").read_text())
+    maskiou = next(v for v in record["variants"] if v["variant"] == "head=maskiou")
+    assert [r["seed"] for r in maskiou["runs"]] == [0, 1]
+    contrast = maskiou["contrasts"]["delta segm AP vs reference"]
+    assert contrast["per seed"] == [1.0, 0.0]
+    assert contrast["over training runs"]["t 95%"] == [pytest.approx(0.5 - half), pytest.approx(0.5 + half)]
+    assert contrast["given these trained models"]["percentile 95%"] == [0.5, 0.5]
+    with csv_path.open() as f:
+        rows = {row["variant"]: row for row in __import__("csv").DictReader(f)}
+    assert rows["head=maskiou"]["delta segm AP vs reference per seed"] == "1.000000;0.000000"
+
     proc = subprocess.run(
         [sys.executable, "-m", "msr.cli.aggregate", *runs, "--out", str(tmp_path / "redrawn"),
-         "--reference", "head=none", "--bootstrap", "400", "--resample-seeds"],
+         "--reference", "head=none", "--bootstrap", "50", "--resample-seeds"],
         capture_output=True, text=True,
     )
-    assert proc.returncode == 0, proc.stderr
-    text = re.sub(r" {2,}", " ", (tmp_path / "redrawn.md").read_text())
-    assert "| `head=maskiou` | 2 | no | +0.5000 [+0.0000, +1.0000] |" in text
-    assert "redrawn with replacement in every replicate (two-level bootstrap" in text
+    assert proc.returncode == 2 and "--resample-seeds is gone" in proc.stderr
+
+
+def test_one_seed_gets_no_interval_over_runs_and_says_so(synth, tmp_path):
+    _, found_half = one_object_case(synth, found=set(range(0, N, 2)))
+    runs = make_runs(tmp_path, synth, [("ms0", "maskiou", 0, found_half), ("mrcnn0", "none", 0, [])])
+    for job in (tmp_path / "runs").iterdir():  # AP of half the objects found, as the run recorded it
+        metrics = job / "eval" / "val_metrics.json"
+        ap = 51 / 101 if job.name == "ms0" else 0.0
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "segm/AP": ap}))
+    md, _ = aggregate(runs, tmp_path / "one", reference="head=none", replicates=200)
+    text = md.read_text()
+    assert "1 seed: no interval over training runs (needs >= 2)" in text

@@ -86,7 +86,7 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
     gain_ci = [float(rows["maskiou"][f"rescoring gain{s}"]) for s in ("", " low", " high")]
     assert gain_ci[0] == pytest.approx(ms[gain], abs=1e-9) and gain_ci[1] <= gain_ci[0] <= gain_ci[2]
     assert rows["none"]["rescoring gain"] == "nan" and rows["none"]["shared trunk"] == "False"
-    assert "(reference)" in md.read_text() and "Δ segm AP vs reference" in md.read_text()
+    assert "with the reference, `head=none`" in md.read_text() and "Δ segm AP vs reference" in md.read_text()
 
     # rescoring the saved results reproduces the run's own metrics (the script checks segm AP itself)
     script = Path(__file__).resolve().parents[2] / "experiments" / "rescore_runs.py"

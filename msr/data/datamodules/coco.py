@@ -22,8 +22,10 @@ from msr.data.datamodules.checks import (
     check_training_set,
 )
 from msr.data.folder import ImageFolderDataset
+from msr.data.folds import check_fold, write_fold_files
 from msr.data.orientation import check_reading
 from msr.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
+from msr.data.synthetic import default_cache_dir
 from msr.data.transforms import build_transforms
 from msr.distributed import is_distributed
 from msr.errors import DatasetError
@@ -98,8 +100,12 @@ class CocoDataModule(pl.LightningDataModule):
         skip_unreadable: bool = False,
         exif_orientation: str = "auto",
         seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
+        fold_seed: int = 0,
     ) -> None:
         super().__init__()
+        check_fold(folds, fold)
         check_loader_options(batch_size, eval_batch_size, num_workers)
         self.exif_orientation = check_reading(exif_orientation)
         self.save_hyperparameters(logger=False)
@@ -123,6 +129,9 @@ class CocoDataModule(pl.LightningDataModule):
         self.include_crowd = bool(include_crowd)
         self.skip_unreadable = bool(skip_unreadable)
         self.seed = int(seed)
+        self.folds = None if folds is None else int(folds)
+        self.fold, self.fold_seed = int(fold), int(fold_seed)
+        self._folded = False
         self.train_dataset: CocoInstanceDataset | None = None
         self.val_dataset: CocoInstanceDataset | None = None
         self.test_dataset: CocoInstanceDataset | None = None
@@ -133,6 +142,20 @@ class CocoDataModule(pl.LightningDataModule):
 
     def resolve_paths(self) -> None:
         """Fill in paths that are only known at run time (subclasses); the default does nothing."""
+
+    def resolve(self) -> None:
+        """Resolve the paths (`resolve_paths`) and, with `folds`, replace train and val by fold `fold` of
+        their pooled pictures (msr.data.folds; the fold files are cached under $MSR_CACHE_DIR/folds)."""
+        self.resolve_paths()
+        if self.folds is None or self._folded:
+            return
+        if None in (self.train_ann, self.val_ann, self.train_images, self.val_images):
+            raise DatasetError("data.folds needs both splits (train and val annotations and pictures)")
+        splits = [(str(self.train_ann), str(self.train_images)), (str(self.val_ann), str(self.val_images))]
+        cache = default_cache_dir() / "folds"
+        train, val = write_fold_files(splits, self.folds, self.fold, self.fold_seed, cache)
+        self.train_ann, self.val_ann = str(train), str(val)
+        self._folded = True
 
     def _annotation_files(self) -> list[Path]:
         """Return the configured annotation files, smallest split (val) first."""
@@ -150,7 +173,7 @@ class CocoDataModule(pl.LightningDataModule):
                     ]
                     break
             else:
-                self.resolve_paths()
+                self.resolve()
                 files = self._annotation_files()
                 if not files:
                     raise DatasetError("no annotation file configured: set train_ann, val_ann or test_ann")
@@ -216,7 +239,7 @@ class CocoDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the data sets needed for ``stage`` (fit, validate, test, predict; None: all configured)."""
-        self.resolve_paths()
+        self.resolve()
         if stage in ("fit", None) and self.train_dataset is None and self.train_ann is not None:
             self.train_dataset = self._dataset(self.train_images, self.train_ann, "train", train=True)
         if stage in ("fit", "validate", None) and self.val_dataset is None and self.val_ann is not None:

@@ -53,8 +53,8 @@ class ViaDataModule(CocoDataModule):
         self._converted = False
 
     def prepare_data(self) -> None:
-        """Convert the VIA files to COCO unless the cache already holds them."""
-        self.resolve_paths()
+        """Convert the VIA files to COCO unless the cache already holds them (and write the fold files)."""
+        self.resolve()
 
     def _converted_path(self, via_json: Path) -> Path:
         """Return the cache file for ``via_json``: keyed by its path, size, mtime and the options."""
