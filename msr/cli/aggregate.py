@@ -12,9 +12,9 @@ with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
+from msr.cli.entry import run_entry
 from msr.errors import UserError
 from msr.studies.aggregate import aggregate
 
@@ -46,20 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run msr-aggregate on the command line `argv` (default: sys.argv)."""
+    """Run msr-aggregate on the command line `argv` (default: sys.argv); an error the user can fix is one
+    line and exit status 2."""
+    run_entry("msr-aggregate", lambda: aggregate_command(argv))
+
+
+def aggregate_command(argv: Sequence[str] | None) -> None:
+    """Aggregate the folders of the command line `argv` and print the Markdown table."""
     args = build_parser().parse_args(argv)
     if args.resample_seeds:
-        print(
-            "msr-aggregate: error: --resample-seeds is gone (redrawing 3 seeds gives their range, not a 95% "
-            "interval); every table now has an interval over training runs from the per-seed contrasts",
-            file=sys.stderr,
+        raise UserError(
+            "--resample-seeds is gone (redrawing 3 seeds gives their range, not a 95% interval); every "
+            "table now has an interval over training runs from the per-seed contrasts"
         )
-        raise SystemExit(2)
-    try:
-        md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
-    except UserError as err:  # AggregateError, an unreadable annotation or results file, ...
-        print(f"msr-aggregate: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
     print(md.read_text())
 
 

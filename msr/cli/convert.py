@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from msr.cli.entry import run_entry
 from msr.data.convert import masks_to_coco, via_to_coco
-from msr.errors import DatasetError
+from msr.errors import DatasetError, UserError
 from msr.files import WriteFailed, read_json, write_json_atomic
 
 
@@ -60,25 +61,23 @@ def _convert(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run msr-convert; return the exit status (0 on success, 2 with one error line otherwise)."""
+    """Run msr-convert; return the exit status (0 on success; 2 with one error line otherwise)."""
+    return run_entry("msr-convert", lambda: convert_command(argv))
+
+
+def convert_command(argv: Sequence[str] | None) -> int:
+    """Convert what the command line `argv` names, write the COCO JSON and say so; return 0."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        data = _convert(args)
-    except DatasetError as exc:
-        print(f"msr-convert: error: {exc}", file=sys.stderr)
-        return 2
+    data = _convert(args)
     try:
         out = write_json_atomic(data, args.out)
-    except WriteFailed as exc:  # a full disk, quota or file-size limit: the message names the file
-        print(f"msr-convert: error: {exc}", file=sys.stderr)
-        return 2
+    except WriteFailed:  # a full disk, quota or file-size limit: its message names the file
+        raise
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(args.out) else ""
-        message = f"cannot write {args.out}: {reason}{where}; choose another --out"
-        print(f"msr-convert: error: {message}", file=sys.stderr)
-        return 2
+        raise UserError(f"cannot write {args.out}: {reason}{where}; choose another --out") from None
     print(
         f"wrote {out}: {len(data['images'])} images, {len(data['annotations'])} instances, "
         f"{len(data['categories'])} categories"

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, run_dir, to_dict, user_errors
+from msr.cli.common import CONFIG_DIR, run_dir, to_dict
+from msr.cli.entry import run_entry, user_errors
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
@@ -126,11 +127,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point of msr-eval."""
+def evaluate_job(cfg: DictConfig) -> None:
+    """Run one msr-eval job (`evaluate` with its errors as one line): Hydra's task function."""
     with user_errors("msr-eval"):
         evaluate(cfg)
+
+
+hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")(evaluate_job)
+
+
+def main() -> None:
+    """Console entry point of msr-eval (errors before the job starts are one line too)."""
+    run_entry("msr-eval", hydra_main)
 
 
 if __name__ == "__main__":

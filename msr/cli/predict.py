@@ -22,8 +22,8 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, run_dir, user_errors
-from msr.cli.failures import run_entry
+from msr.cli.common import CONFIG_DIR, run_dir
+from msr.cli.entry import run_entry, user_errors
 from msr.errors import ConfigError
 from msr.run_lock import hold_folder
 from msr.training.assembly import build_callbacks

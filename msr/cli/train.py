@@ -15,9 +15,9 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict, user_errors
+from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict
 from msr.cli.ddp import ddp_job_scope
-from msr.cli.failures import run_entry, sigterm_exit
+from msr.cli.entry import run_entry, sigterm_exit, user_errors
 from msr.distributed import wait_for_children
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic

@@ -70,7 +70,7 @@ def read_state_dict(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged file; all mean "unreadable"
-        if not holds_other_objects(err):
+        if not holds_other_objects(err, path):
             message = f"cannot read weights file {path}: not a valid PyTorch checkpoint ({err!r})"
             raise WeightsError(message) from err
         if not trust_pickle:
@@ -88,10 +88,12 @@ def read_state_dict(
     return dict(obj)
 
 
-def holds_other_objects(err: BaseException) -> bool:
-    """Return True when torch's `weights_only=True` load failed on objects other than tensors and plain
-    data (rather than on a damaged file)."""
-    return "weights_only" in str(err) or "Weights only load failed" in str(err)
+def holds_other_objects(err: BaseException, path: str | os.PathLike) -> bool:
+    """Return True when torch's `weights_only=True` load of `path` failed on objects other than tensors and
+    plain data in a complete checkpoint (a zip archive), rather than on a damaged or foreign file."""
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    return is_zip and ("weights_only" in str(err) or "Weights only load failed" in str(err))
 
 
 def untrusted_pickle_message(path: str | os.PathLike, option: str) -> str:

@@ -107,11 +107,11 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, A
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged or foreign file: all mean the same
-        if holds_other_objects(err) and not trust_pickle:
-            raise EvaluationError(untrusted_pickle_message(path, TRUST_PICKLE_KEY)) from None
-        if not holds_other_objects(err):
+        if not holds_other_objects(err, path):
             message = f"{path}: not a checkpoint written by msr-train ({_load_failure(path)})"
             raise EvaluationError(f"{message}; use another checkpoint") from None
+        if not trust_pickle:
+            raise EvaluationError(untrusted_pickle_message(path, TRUST_PICKLE_KEY)) from None
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # the user allowed it
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("hyper_parameters"), Mapping):
         raise EvaluationError(f"{path}: not a checkpoint written by msr-train (no hyper_parameters)")

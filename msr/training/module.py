@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msr.errors import UserError
 from msr.evaluation.evaluator import COCOEvaluator
 from msr.evaluation.metrics import logged_metrics
 from msr.training.callbacks.base import Evaluation, dispatch_evaluation
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 NONFINITE_POLICIES = ("stop", "skip")
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss is NaN or infinite and the policy is 'stop'."""
+class NonFiniteLossError(UserError):
+    """A loss is NaN or infinite and the policy is 'stop'; the message names the step, the image ids and
+    what to change (the learning rate, the data, or module.nonfinite_loss=skip)."""
 
 
 class MSRModule(pl.LightningModule):

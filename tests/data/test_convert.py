@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from msr.cli.convert import main
+from msr.cli.convert import main as convert_main
 from msr.data.coco import CocoInstanceDataset
 from msr.data.convert import masks_to_coco
 from msr.data.datamodules import CocoDataModule
@@ -85,6 +85,14 @@ def _write_label_set(root: Path) -> dict[str, np.ndarray]:
                 root / "masks" / f"{name}.png"
             )
     return labels
+
+
+def main(argv: list[str]) -> int:
+    """Run msr-convert's console entry point on `argv`; return its exit status, as the shell sees it."""
+    try:
+        return convert_main(argv)
+    except SystemExit as stopped:
+        return int(stopped.code)
 
 
 def convert_masks(root: Path, out: Path, category: str) -> int:

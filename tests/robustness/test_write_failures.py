@@ -143,7 +143,7 @@ main()
     line = error_line(proc, "msr-predict")
     assert line.startswith("msr-predict: error: cannot write the run folder: file too large (over the file")
     full = OSError(errno.ENOSPC, "No space left on device", "/runs/a/wandb/run.wandb")
-    assert user_error_message(full, ()) == (
+    assert user_error_message(full) == (
         "cannot write /runs/a/wandb/run.wandb: no space left on the device (ENOSPC); free some space (or "
         "raise the quota or the file-size limit) or write elsewhere, then run again"
     )
