@@ -10,12 +10,13 @@ compression, so the `counts` strings are those of `pycocotools.mask.encode` on t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from msr.models.mask_paste import BoxMasks
+if TYPE_CHECKING:  # torch loads with the first model output (a results file is read without it)
+    from msr.models.mask_paste import BoxMasks
 
 
 def encode_box_masks(masks: BoxMasks) -> list[dict[str, Any]]:
