@@ -43,9 +43,9 @@ def mask_counts(crop: np.ndarray, region: list[int], height: int, width: int) ->
     total = height * width
     if crop.size == 0:
         return [total]
-    padded = np.zeros((w, h + 2), dtype=np.int8)  # crop columns, a 0 above and below each
+    padded = np.zeros((w, h + 2), dtype=bool)  # crop columns, a 0 above and below each
     padded[:, 1:-1] = crop.T
-    changes = np.flatnonzero(np.diff(padded, axis=1))  # in pairs per column: run start, run end
+    changes = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # in pairs per column: run start, run end
     if changes.size == 0:
         return [total]
     column, row = np.divmod(changes, h + 1)
