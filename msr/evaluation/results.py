@@ -23,6 +23,7 @@ import numpy as np
 
 from msr.data.segmentation import encode_masks
 from msr.errors import EvaluationError
+from msr.evaluation.masks import encode_box_masks
 from msr.files import read_json
 
 if TYPE_CHECKING:  # torch loads with the first model output (a results file is read without it)
@@ -85,7 +86,8 @@ def predictions_to_coco(
     """Return (bbox_results, segm_results) in COCO result format for one image's model output.
 
     `output`: `boxes` [N, 4] xyxy pixels of the original image, `labels` [N] contiguous (1..K),
-    `scores` [N]; optionally `masks` [N, 1, H, W] (or [N, H, W]) probabilities pasted in the image,
+    `scores` [N]; optionally `masks` [N, 1, H, W] (or [N, H, W]) probabilities pasted in the image or
+    BoxMasks (binary crops of the boxes, cut at `mask_threshold`: their RLE is written from the crops),
     `mask_ious` [N] and `mask_scores` [N] (MS R-CNN). bbox results: `bbox` xywh, `score` = box score.
     segm results (only when `masks` is present): `segmentation` RLE of `masks >= mask_threshold`,
     `score` (`mask_scores`, else the box score), `class_score`, and `mask_iou` when the model predicts it.
@@ -133,15 +135,7 @@ def predictions_to_coco(
 
     if "masks" not in output or output["masks"] is None:
         return bbox_results, []
-    masks = torch.as_tensor(output["masks"]).detach()
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    if masks.ndim != 3 or masks.shape[0] != n:
-        raise EvaluationError(
-            f"output 'masks' of image {image_id} must be [N, 1, H, W] with N={n}, got {tuple(masks.shape)}"
-        )
-    binary = masks if masks.dtype == torch.bool else masks >= mask_threshold
-    rles = encode_masks(binary)
+    rles = _mask_rles(output["masks"], n, image_id, mask_threshold)
 
     mask_ious = per_det.get("mask_ious")
     mask_scores = per_det["mask_scores"].to(torch.float64) if "mask_scores" in per_det else scores
@@ -153,6 +147,32 @@ def predictions_to_coco(
         for res, iou in zip(segm_results, mask_ious.to(torch.float64).tolist()):
             res["mask_iou"] = iou
     return bbox_results, segm_results
+
+
+def _mask_rles(masks: Any, n: int, image_id: int, mask_threshold: float) -> list[dict[str, Any]]:
+    """Return the compressed RLE of each of the `n` masks (dense probabilities or BoxMasks) of an image."""
+    import torch
+
+    from msr.models.mask_paste import BoxMasks  # torch loads with the first model output
+
+    if isinstance(masks, BoxMasks):
+        if len(masks) != n:
+            raise EvaluationError(f"output 'masks' of image {image_id} holds {len(masks)} masks, 'boxes' {n}")
+        if masks.threshold != mask_threshold:
+            raise EvaluationError(
+                f"output 'masks' of image {image_id} were cut at probability {masks.threshold}, "
+                f"the evaluation asks for mask_threshold={mask_threshold}"
+            )
+        return encode_box_masks(masks)
+    masks = torch.as_tensor(masks).detach()
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3 or masks.shape[0] != n:
+        raise EvaluationError(
+            f"output 'masks' of image {image_id} must be [N, 1, H, W] with N={n}, got {tuple(masks.shape)}"
+        )
+    binary = masks if masks.dtype == torch.bool else masks >= mask_threshold
+    return encode_masks(binary)
 
 
 def check_results(

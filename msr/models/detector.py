@@ -14,6 +14,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from msr.models.maskiou.heads import MaskIoUHead
+from msr.models.postprocess import MaskFormTransform
 from msr.models.roi_align import ROI_ALIGN_IMPLS, SparseMultiScaleRoIAlign
 from msr.models.roi_heads import MaskScoringRoIHeads, TargetStrategy
 
@@ -29,7 +30,8 @@ class MaskScoringRCNN(MaskRCNN):
     """torchvision's MaskRCNN whose RoI heads carry the MaskIoU branch (state_dict-compatible with it).
 
     In eval mode forward returns, per image, torchvision's boxes/labels/scores/masks plus `mask_ious`
-    and `mask_scores` when the MaskIoU head is present; in train mode a dict of losses that adds
+    and `mask_scores` when the MaskIoU head is present (within `msr.models.postprocess.box_mask_output`
+    the masks come as BoxMasks, binary crops of their boxes); in train mode a dict of losses that adds
     `loss_maskiou`. maskiou_head and maskiou_options (MaskScoringRoIHeads' other maskiou_* keyword
     arguments) go to the RoI heads; the other arguments to torchvision's MaskRCNN.
     """
@@ -46,6 +48,7 @@ class MaskScoringRCNN(MaskRCNN):
         self.roi_heads = MaskScoringRoIHeads.from_roi_heads(
             self.roi_heads, maskiou_head=maskiou_head, **(maskiou_options or {})
         )
+        self.transform = MaskFormTransform.from_transform(self.transform)
 
     @property
     def has_maskiou(self) -> bool:

@@ -26,6 +26,7 @@ from msr.evaluation.memo import EvaluationMemo
 from msr.evaluation.metrics import logged_metrics
 from msr.models.frozen_trunk import detect, training_inputs
 from msr.models.maskiou.branch import MaskIoUBranch, mask_scores
+from msr.models.postprocess import box_mask_output
 from msr.studies.variant_loggers import group_name, variant_key
 from msr.training.callbacks.base import Evaluation, EvaluationCallback
 from msr.training.module import (
@@ -194,11 +195,14 @@ class HeadStageModule(pl.LightningModule):
     def _evaluate_batch(self, batch, batch_idx: int) -> None:
         """Detect once, let each branch score the detections, and hand each job its own scores."""
         images, targets = batch
-        detections, inputs = detect(self.trunk, plain_images(images))
-        scores = torch.cat([d["scores"] for d in detections]) if detections else torch.zeros(0)
-        counts = [len(d["boxes"]) for d in detections]
         sizes = [tuple(im.shape[-2:]) for im in images]
         to_sizes = original_sizes(images, targets)
+        thresholds = {variant.evaluator.mask_threshold for variant in self.variants}
+        lean = sizes == to_sizes and len(thresholds) == 1
+        with box_mask_output(self.trunk, lean, min(thresholds, default=0.5)):
+            detections, inputs = detect(self.trunk, plain_images(images))
+        scores = torch.cat([d["scores"] for d in detections]) if detections else torch.zeros(0)
+        counts = [len(d["boxes"]) for d in detections]
         ids = [int(t["image_id"]) for t in targets]
         for branch, variant in zip(self.branches, self.variants):
             ious, mask_score = mask_scores(scores, branch.predict(inputs), inputs.labels)

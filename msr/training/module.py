@@ -20,6 +20,7 @@ from torch import nn
 from msr.errors import UserError
 from msr.evaluation.evaluator import COCOEvaluator
 from msr.evaluation.metrics import logged_metrics
+from msr.models.postprocess import box_mask_output
 from msr.training.callbacks.base import Evaluation, dispatch_evaluation
 from msr.training.optim import build_optimizer
 
@@ -168,9 +169,11 @@ class MSRModule(pl.LightningModule):
         """Run the net on a batch, hand the detections (original picture frame) to the evaluator and
         return them in the batch's frame, for callbacks that draw them."""
         images, targets = batch
-        outputs = self.net(plain_images(images))
         sizes = [tuple(im.shape[-2:]) for im in images]
-        original = to_original_frame(outputs, sizes, original_sizes(images, targets))
+        to_sizes = original_sizes(images, targets)
+        with box_mask_output(self.net, sizes == to_sizes, self.evaluator.mask_threshold):
+            outputs = self.net(plain_images(images))
+        original = to_original_frame(outputs, sizes, to_sizes)
         self.evaluator.update(
             [{k: v.detach().cpu() for k, v in o.items()} for o in original],
             [int(t["image_id"]) for t in targets],
@@ -217,9 +220,11 @@ class MSRModule(pl.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
         """Return (the pictures' metadata, their detections in the original picture frame, on the CPU)."""
         images, metas = batch
-        outputs = self.net(plain_images(images))
         sizes = [tuple(im.shape[-2:]) for im in images]
-        outputs = to_original_frame(outputs, sizes, original_sizes(images, metas))
+        to_sizes = original_sizes(images, metas)
+        with box_mask_output(self.net, sizes == to_sizes):
+            outputs = self.net(plain_images(images))
+        outputs = to_original_frame(outputs, sizes, to_sizes)
         return metas, [{k: v.detach().cpu() for k, v in o.items()} for o in outputs]
 
 
@@ -243,14 +248,16 @@ def to_original_frame(
 ) -> list[dict[str, torch.Tensor]]:
     """Return the detections mapped from the (resized) input frame to the picture's original frame.
 
-    Boxes are scaled; masks [N, 1, h, w] are resized bilinearly. Outputs whose sizes agree are returned
-    as they are.
+    Boxes are scaled; masks [N, 1, h, w] are resized bilinearly (probabilities: BoxMasks, already cut,
+    cannot be). Outputs whose sizes agree are returned as they are.
     """
     rescaled = []
     for out, (h, w), (oh, ow) in zip(outputs, from_sizes, to_sizes):
         if (h, w) == (oh, ow):
             rescaled.append(out)
             continue
+        if not isinstance(out.get("masks", torch.empty(0)), torch.Tensor):
+            raise ValueError("to_original_frame resizes mask probabilities; box masks must not be resized")
         out = dict(out)
         scale = torch.tensor([ow / w, oh / h, ow / w, oh / h], device=out["boxes"].device)
         out["boxes"] = out["boxes"] * scale

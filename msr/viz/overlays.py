@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from msr.files import atomic_path
+from msr.models.mask_paste import BoxMasks
 
 #: Distinct colours, cycled by label so one class keeps one colour across pictures.
 PALETTE = (
@@ -47,7 +48,7 @@ def detection_captions(
 def draw_instances(
     image: np.ndarray | torch.Tensor,
     boxes: torch.Tensor,
-    masks: torch.Tensor | None,
+    masks: torch.Tensor | BoxMasks | None,
     labels: Sequence[int],
     captions: Sequence[str] | None = None,
     alpha: float = 0.45,
@@ -55,7 +56,7 @@ def draw_instances(
     """Return an [H, W, 3] uint8 picture of `image` with the instances' masks and boxes drawn on it.
 
     `image`: [H, W, 3] uint8 array or [3, H, W] tensor (uint8, or float in [0, 1]); `boxes` [N, 4] xyxy
-    pixels; `masks` [N, H, W] or [N, 1, H, W] bool or probabilities (thresholded at 0.5).
+    pixels; `masks` [N, H, W] or [N, 1, H, W] bool or probabilities (thresholded at 0.5), or BoxMasks.
     """
     if isinstance(image, np.ndarray):
         canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
@@ -66,8 +67,11 @@ def draw_instances(
     canvas = canvas.to(torch.uint8)
     colors = [PALETTE[int(label) % len(PALETTE)] for label in labels]
     if masks is not None and len(labels):
-        binary = masks.detach().cpu()
-        binary = binary[:, 0] if binary.ndim == 4 else binary
+        if isinstance(masks, BoxMasks):  # crops placed in the picture; no resize, no float mask
+            binary = masks.cpu().to_dense()
+        else:
+            binary = masks.detach().cpu()
+            binary = binary[:, 0] if binary.ndim == 4 else binary
         binary = binary if binary.dtype == torch.bool else binary >= 0.5
         canvas = draw_segmentation_masks(canvas, binary, alpha=alpha, colors=colors)
     if len(labels):
@@ -123,11 +127,15 @@ def enlarge_image(image: torch.Tensor, factor: int) -> torch.Tensor:
 def enlarge_instances(instances: dict, factor: int) -> dict:
     """Return a copy of `instances` for an image enlarged `factor` times: boxes scaled, masks enlarged.
 
-    `boxes` [N, 4]; `masks` [N, H, W] or [N, 1, H, W], bool or probabilities (nearest neighbour);
+    `boxes` [N, 4]; `masks` [N, H, W] or [N, 1, H, W], bool or probabilities (nearest neighbour), or
+    BoxMasks;
     other entries are kept as they are.
     """
     out = dict(instances)
     out["boxes"] = instances["boxes"].as_subclass(torch.Tensor).float() * factor
+    if isinstance(instances["masks"], BoxMasks):
+        out["masks"] = instances["masks"].enlarge(factor)
+        return out
     masks = instances["masks"].as_subclass(torch.Tensor)
     if factor > 1:
         height, width = masks.shape[-2] * factor, masks.shape[-1] * factor

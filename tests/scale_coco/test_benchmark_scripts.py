@@ -8,6 +8,7 @@ import json
 import coco_scale_data
 import coco_scale_eval
 import gpu
+import mask_path_speed
 import pytest
 import torch
 
@@ -90,3 +91,10 @@ def test_head_step_benchmark_times_full_and_shared_head_steps(tmp_path) -> None:
     assert all(s > 0 for s in figures["seconds"].values())
     assert figures["per_variant_of_4_over_full"] == pytest.approx(figures["head_x4_over_full"] / 4)
     assert json.loads((tmp_path / "steps.json").read_text())["seconds"] == figures["seconds"]
+
+
+def test_mask_path_benchmark_compares_both_paths_on_the_same_inputs(tmp_path) -> None:
+    argv = ["--pictures", "2", "--detections", "12", "--height", "60", "--width", "90"]
+    figures = mask_path_speed.main([*argv, "--json", str(tmp_path / "mask.json")])
+    assert figures["same_rles"] is True
+    assert figures["paste_threshold_encode_ratio"] > 0 and figures["batch_of_2_peak_mb"]["old"] >= 0
