@@ -83,7 +83,6 @@ def run_variant(variant: str, root: Path, workers: int, chunk: int, decode: bool
     from torch.utils.data import DataLoader
 
     if variant == "old":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _old_coco import old_coco_module
 
         module = old_coco_module()
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(figures))
         return {}
 
-    from msr.data.coco_like_files import cached_coco_like_layout
+    from coco_like_files import cached_coco_like_layout
 
     start = time.perf_counter()
     root = cached_coco_like_layout(args.cache_dir, num_train=args.images, pictures="empty")

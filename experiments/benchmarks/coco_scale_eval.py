@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rank_main(args)
         return {}
 
-    from msr.data.coco_like_files import cached_coco_like_layout
+    from coco_like_files import cached_coco_like_layout
 
     root = cached_coco_like_layout(args.cache_dir, num_train=0, num_val=args.images)
     start = time.perf_counter()

@@ -37,8 +37,7 @@ import torch
 from msr.layout import RunLayout
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent))  # experiments/ (run_benchmarks); this script's own folder is on the path
 import maskiou_overhead  # noqa: E402  (beside this script)
 from run_benchmarks import git_commit  # noqa: E402
 

@@ -19,19 +19,16 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from maskiou_overhead import make_batch, time_train_step  # beside this script
 
 from msr.files import write_json_atomic
 from msr.models import INPUT_DESIGNS, build_detector, build_resnet_fpn_backbone
 from msr.models.frozen_trunk import training_inputs
 from msr.models.maskiou.branch import MaskIoUBranch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from maskiou_overhead import make_batch, time_train_step  # beside this script
 
 #: The four input designs of the paper's Table 4, as msr names them.
 TABLE_4 = ("concat", "multiply", "all_masks", "concat_28")

@@ -32,9 +32,8 @@ HEAVY = ("torch", "torchvision", "lightning", "wandb", "scipy", "matplotlib", "p
 def write_inputs(folder: Path) -> dict[str, Path]:
     """Write the commands' inputs into `folder`; return their paths."""
     import pycocotools.mask as mask_utils
+    from coco_like_files import write_coco_like_json
     from PIL import Image
-
-    from msr.data.coco_like_files import write_coco_like_json
 
     ann = folder / "instances_val.json"
     write_coco_like_json(ann, 20, seed=0, split="val")

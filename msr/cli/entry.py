@@ -38,24 +38,22 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
     Hydra is asked to raise what fails before the job starts (HYDRA_FULL_ERROR=1 until the job starts,
     see `user_errors`), so that such errors are printed here as one line.
     """
-    from hydra.errors import CompactHydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     asked = user_asked_full_error()
     if not asked:
         os.environ["HYDRA_FULL_ERROR"] = "1"
         _full_error["set_by_msr"] = True
     try:
         return main()
-    except CompactHydraException as err:  # a bad override or config choice: Hydra's own message
-        if asked:
-            raise
-        cause = f"\n{err.__cause__}" if isinstance(err.__cause__, OmegaConfBaseException) else ""
-        print(f"{program}: error: {err}{cause}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
-    except Exception as err:
+    except Exception as err:  # Hydra imported here only: msr-convert and msr-aggregate never load it
+        from hydra.errors import CompactHydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if isinstance(err, CompactHydraException) and not asked:  # a bad override or choice: Hydra's words
+            cause = f"\n{err.__cause__}" if isinstance(err.__cause__, OmegaConfBaseException) else ""
+            print(f"{program}: error: {err}{cause}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
         message = start_up_error_message(err) or user_error_message(err)
-        if message is None:
+        if message is None or isinstance(err, CompactHydraException):
             raise
         fail(program, message, err)
     finally:

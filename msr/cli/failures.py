@@ -3,9 +3,6 @@ other error), and the exit statuses. How a program ends with it is msr.cli.entry
 
 from __future__ import annotations
 
-from hydra.errors import InstantiationException
-from omegaconf.errors import MissingMandatoryValue
-
 from msr.errors import UserError
 from msr.files import NO_ROOM, no_room_message
 
@@ -39,6 +36,9 @@ def config_error_message(err: BaseException) -> str | None:
     Hydra wraps what a `_target_` raises in an InstantiationException: a user error inside is that error;
     an unknown `_target_` or keyword is the config's fault; a mandatory value left `???` names its key.
     """
+    from hydra.errors import InstantiationException  # here: programs without Hydra never load it
+    from omegaconf.errors import MissingMandatoryValue
+
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", None) or str(err).splitlines()[0]
         return f"missing value for {key}: give it on the command line ({key}=...)"

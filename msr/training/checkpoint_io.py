@@ -9,15 +9,13 @@ successful write of the same checkpoint. A checkpoint that cannot be written for
 disk, a quota, a file-size limit) ends in `msr.files.WriteFailed`, one line naming the file and the cause,
 instead of the RuntimeError of torch's zip writer (`unexpected pos ...`), and the earlier one stays whole.
 
-Test hook: with the environment variable `MSR_TEST_CHECKPOINT_PAUSE=<seconds>` every write waits that long
-between writing the temporary file and renaming it, so that tests can kill a process in the middle of a
-checkpoint write (tests/robustness). Never set it otherwise.
+`AtomicCheckpointIO.written` is called between writing the temporary file and renaming it: a subclass may
+observe the write there (tests hold it to kill a process in the middle of a checkpoint write).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,6 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from msr.files import atomic_path
-
-#: Seconds to wait between writing a checkpoint's temporary file and renaming it (tests only).
-PAUSE_VARIABLE = "MSR_TEST_CHECKPOINT_PAUSE"
 
 
 def stale_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -53,8 +48,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
-            pause = float(os.environ.get(PAUSE_VARIABLE) or 0)
-            if pause > 0:
-                time.sleep(pause)
+            self.written(Path(tmp))
         for stale in leftovers:
             stale.unlink(missing_ok=True)
+
+    def written(self, temporary: Path) -> None:
+        """Called once the checkpoint's temporary file `temporary` is complete, before it is renamed onto
+        the checkpoint; does nothing here. Returns None."""

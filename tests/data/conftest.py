@@ -12,36 +12,6 @@ from PIL import Image
 
 from msr.data.synthetic import SyntheticCoco, write_synthetic_coco
 
-# ``../shared`` beside the repository root (tests/data/conftest.py -> parents[2] is the root).
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-COCO_FIXTURE = SHARED / "data" / "coco_eval_fixture" / "instances_val2014_100.json"
-BALLOON = SHARED / "data" / "balloon"
-
-
-@pytest.fixture(scope="session")
-def coco_fixture_json() -> Path:
-    """The real COCO val2014 annotations of 100 images (polygons, RLE, crowd); skip if absent."""
-    if not COCO_FIXTURE.is_file():
-        pytest.skip(f"shared COCO fixture not found at {COCO_FIXTURE}")
-    return COCO_FIXTURE
-
-
-@pytest.fixture(scope="session")
-def coco_fixture_images(coco_fixture_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of blank JPEG pictures with the names and sizes the COCO fixture lists."""
-    folder = tmp_path_factory.mktemp("coco_fixture_images")
-    for image in json.loads(coco_fixture_json.read_text())["images"]:
-        Image.new("RGB", (image["width"], image["height"])).save(folder / image["file_name"], format="JPEG")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def balloon_dir() -> Path:
-    """The balloon set (VIA polygons); skip if the shared folder is absent."""
-    if not (BALLOON / "train" / "via_region_data.json").is_file():
-        pytest.skip(f"shared balloon set not found at {BALLOON}")
-    return BALLOON
-
 
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCoco:

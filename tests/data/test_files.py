@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.env import subprocess_env
 
 from msr.errors import DatasetError, EvaluationError, UserError
 from msr.files import (
@@ -145,8 +146,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path
     fresh = tmp_path / "new" / "fresh.json"
     code = f"""
 import json, sys
-sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "robustness")!r})
-from file_size_limit import limit_file_size
+from support.file_size_limit import limit_file_size
 from msr.files import WriteFailed, build_folder_once, write_json_atomic
 limit_file_size(4096)
 messages = []
@@ -163,7 +163,9 @@ except WriteFailed as err:
     messages.append(str(err))
 print(json.dumps(messages))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     kept, first, folder = json.loads(proc.stdout)
     assert kept.startswith(f"cannot write {target}: file too large (over the file-size limit")

@@ -1,26 +1,12 @@
 """Fixtures of the entry-point tests: one tiny training run (synthetic data, 4 steps, narrow heads)
-shared by every test of this folder, and the subprocess environment."""
+shared by every test of this folder."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from entry_cli import TINY, run_cli
-
-
-@pytest.fixture(scope="session")
-def cli_env(tmp_path_factory) -> dict[str, str]:
-    """Return the environment of the subprocesses: a private data cache, one thread, no W&B network."""
-    cache = tmp_path_factory.mktemp("msr_cache")
-    return {
-        **os.environ,
-        "MSR_CACHE_DIR": str(cache),
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "disabled",
-        "HYDRA_FULL_ERROR": "0",
-    }
+from support.cli import TINY, run_cli
 
 
 @pytest.fixture(scope="session")

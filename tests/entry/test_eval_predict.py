@@ -6,8 +6,9 @@ import json
 import math
 
 import pytest
-from entry_cli import BALLOON_DIR, require_balloon, require_fixture, run_batch, run_cli
 from PIL import Image
+from support.cli import run_batch, run_cli
+from support.paths import BALLOON_DIR, require_balloon, require_fixture
 
 #: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
 FIXTURE_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}

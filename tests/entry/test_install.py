@@ -13,9 +13,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from entry_cli import TINY
+from support.cli import TINY
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 #: What a wheel is built from (a copy, so that building leaves no build/ or egg-info in the checkout).
 WHEEL_SOURCES = ("msr", "hydra_plugins", "pyproject.toml", "README.md")
 

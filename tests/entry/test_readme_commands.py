@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from entry_cli import run_batch
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from support.cli import run_batch
 
 from msr.cli.aggregate import build_parser
 

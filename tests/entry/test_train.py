@@ -8,7 +8,8 @@ import re
 
 import pytest
 import torch
-from entry_cli import TINY, require_balloon, run_batch, run_cli, train_case
+from support.cli import TINY, run_batch, run_cli, train_case
+from support.paths import require_balloon
 
 LOSSES = (
     "loss_classifier",
@@ -53,6 +54,26 @@ def test_train_writes_checkpoints_metrics_and_table(trained_run):
     assert len(list((figures / "samples").glob("*.png"))) == 4
     assert (figures / "calibration.png").is_file() and (figures / "per_class_ap.csv").is_file()
     assert not (run / "wandb").exists()
+
+
+def test_the_config_hydra_saved_resolves_to_the_config_that_ran(trained_run):
+    from omegaconf import OmegaConf
+
+    from msr.layout import RunLayout, register_resolvers, run_path_resolver
+
+    run = trained_run["run"]
+    saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+    # ${msr.run:<name>} names a path in the job's own folder: here, the run's
+    OmegaConf.register_new_resolver("msr.run", lambda name: str(RunLayout(run).path(name)), replace=True)
+    try:
+        resolved = OmegaConf.to_container(saved, resolve=True)
+    finally:
+        OmegaConf.register_new_resolver("msr.run", run_path_resolver, replace=True)
+        register_resolvers()
+    ran = json.loads((run / "run_config.json").read_text())["config"]
+    assert resolved == ran
+    assert ran["callbacks"]["last_checkpoint"]["dirpath"] == str(run / "checkpoints")  # this folder
+    assert ran["model"]["num_classes"] == "???"  # taken from the data at run time, never written back
 
 
 def test_checkpoint_rebuilds_the_model_without_config(trained_run):

@@ -11,8 +11,6 @@ from types import ModuleType
 import pytest
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"  # ../shared beside the repo root
-FIXTURE_DIR = SHARED / "data" / "coco_eval_fixture"
 
 
 def _load_synthetic() -> ModuleType:
@@ -30,14 +28,6 @@ def _load_synthetic() -> ModuleType:
 def synth() -> ModuleType:
     """The synthetic_coco helper module (tiny rectangle datasets and fake model outputs)."""
     return _load_synthetic()
-
-
-@pytest.fixture(scope="session")
-def fixture_dir() -> Path:
-    """../shared/data/coco_eval_fixture (skips the test when the shared folder is absent)."""
-    if not FIXTURE_DIR.is_dir():
-        pytest.skip(f"shared COCO fixture not found at {FIXTURE_DIR}")
-    return FIXTURE_DIR
 
 
 @pytest.fixture

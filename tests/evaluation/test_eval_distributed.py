@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.env import subprocess_env
+from support.paths import TESTS
 
 from msr.distributed import broadcast_object, dedupe_by_image, gather_results, get_rank, get_world_size
 from msr.evaluation.coco_eval import evaluate_coco
@@ -49,10 +51,7 @@ def run_workers(ann_file: Path, outs: list[Path], *extra: str) -> tuple[list[int
 
 def _run_workers_once(port: int, ann_file: Path, outs: list[Path], *extra: str) -> tuple[list[int], str]:
     """Run the workers once on `port`; return their exit codes and joint output."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(WORKER.parent), str(TESTS)]))
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), str(r), str(len(outs)), str(port), str(ann_file), str(out), *extra],

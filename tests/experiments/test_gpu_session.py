@@ -5,7 +5,6 @@ archive are checked before a lease."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY
+from support.cli import TINY
+from support.env import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "gpu_session.sh"
@@ -30,21 +28,18 @@ def test_gpu_session_stops_runs_at_their_share_evaluates_and_archives_them(tmp_p
     # many overrides must not make a file name longer than the system allows.
     tiny = [o for o in TINY if not o.startswith(("experiment=", "logger="))]
     run = ",".join(["head=maskiou", "seed=0", *tiny, f"data.cache_dir={cache}"])
-    env = {
-        **os.environ,
-        "OUT": str(out),
-        "STUDY_DIR": str(study),
-        "WHEELS": str(tmp_path / "no_wheels"),
-        "PYTHON": sys.executable,
-        "TRAINER": "cpu",
-        "EXPERIMENT": "quickstart",
-        "RUNS": run,
-        "STUDY_S": "27",
-        "GPU_BENCH_S": "0",
-        "MSR_CACHE_DIR": str(cache),
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "disabled",
-    }
+    env = subprocess_env(
+        cache,
+        OUT=str(out),
+        STUDY_DIR=str(study),
+        WHEELS=str(tmp_path / "no_wheels"),
+        PYTHON=sys.executable,
+        TRAINER="cpu",
+        EXPERIMENT="quickstart",
+        RUNS=run,
+        STUDY_S="27",
+        GPU_BENCH_S="0",
+    )
     proc = subprocess.run(
         ["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

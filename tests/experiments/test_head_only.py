@@ -5,15 +5,12 @@ folder, and a job trained in a pass ends exactly as the same job trained alone."
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_batch, run_cli, train_case
+from support.cli import TINY, run_batch, run_cli, train_case
+from support.env import subprocess_env
 
 from msr.studies.intervals import read_trunk
 
@@ -30,14 +27,8 @@ HEAD_ONLY = [
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    return {
-        **os.environ,
-        "MSR_CACHE_DIR": str(cache),
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "disabled",
-        "HYDRA_FULL_ERROR": "0",
-    }
+    """Return the subprocess environment with this file's own data and trunk cache."""
+    return subprocess_env(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "entry"))
-from entry_cli import TINY  # noqa: E402
+from support.cli import TINY
+from support.env import subprocess_env
+from support.paths import ROOT
 
 LINE = re.compile(
     r"^(\d+) kept=(\d+)/(\d+) pred_mean=\S+ pred_absmax=\S+ kept_pred=\S+ kept_target=\S+ "
@@ -22,7 +20,7 @@ def test_a_short_run_logs_every_training_step(tmp_path):
     record = tmp_path / "steps.txt"
     command = [sys.executable, str(ROOT / "experiments" / "log_maskiou_steps.py"), str(record), *TINY]
     command += ["schedule.max_steps=2", "final_eval=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    env = {**os.environ, "MSR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(tmp_path / "cache")
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [LINE.match(line) for line in record.read_text().splitlines()]

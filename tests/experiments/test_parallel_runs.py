@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-sys.path.insert(0, str(ROOT / "tests" / "entry"))
-from entry_cli import TINY  # noqa: E402
-from parallel_runs import job_name, last_rate  # noqa: E402
+from parallel_runs import job_name, last_rate
+from support.cli import TINY
+from support.env import subprocess_env
+from support.paths import ROOT
 
 
 def test_job_names_are_hydra_safe_folder_names():
@@ -39,7 +35,7 @@ def test_two_jobs_side_by_side_leave_a_folder_msr_aggregate_reads(tmp_path):
     script = [sys.executable, str(ROOT / "experiments" / "parallel_runs.py"), "--out", str(out)]
     jobs = ["--variants", "head=maskiou", "head=none", "--seeds", "0"]
     command = [*script, *jobs, "--", "experiment=synthetic_converged", *shared, "schedule.max_steps=2"]
-    env = {**os.environ, "MSR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(tmp_path / "cache")
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     plan = json.loads((out / "plan.json").read_text())

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_batch, run_cli, succeeded, train_case
+from support.cli import TINY, run_batch, run_cli, succeeded, train_case
+from support.env import subprocess_env
 
 STUDIES = {
     "mask_scoring": {"head": "maskiou,none"},
@@ -26,8 +24,8 @@ STUDIES = {
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    return {**os.environ, "MSR_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "OMP_NUM_THREADS": "1",
-            "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+    """Return the subprocess environment with this file's own data cache."""
+    return subprocess_env(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ and trains only MaskIoU heads on it (what experiment=coco_retrofit does with tor
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from support.cli import TINY, run_cli
+from support.env import subprocess_env
 from torchvision.models import resnet18
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -18,9 +17,6 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_cli
 
 from msr.data.synthetic_shapes import CATEGORY_NAMES
 from msr.models.weights import CLASS_ROW_KEYS
@@ -57,13 +53,7 @@ def retrofit(tmp_path_factory) -> dict:
     # numbered by category id, as torchvision's COCO weights: 9 ids, of which the data has 1..6
     state = torchvision_mask_rcnn(10).state_dict()
     torch.save(state, weights)
-    env = {
-        **os.environ,
-        "MSR_CACHE_DIR": str(root / "cache"),
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "disabled",
-        "HYDRA_FULL_ERROR": "0",
-    }
+    env = subprocess_env(root / "cache")
     run = root / "run"
     proc = run_cli(
         "train",

@@ -2,6 +2,7 @@ import functools
 
 import pytest
 import torch
+from support.tiny_nets import TINY, TINY_BACKBONE, tiny_model
 from torch import nn
 
 from msr.models import (
@@ -14,7 +15,7 @@ from msr.models import (
     build_resnet_fpn_backbone,
 )
 
-from .conftest import TINY, TINY_BACKBONE, make_batch, tiny_model
+from .conftest import make_batch
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

@@ -4,13 +4,12 @@ own MaskIoU branch: the same inputs, loss and gradients in training, the same sc
 from __future__ import annotations
 
 import torch
+from support.tiny_nets import tiny_model
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from msr.models import MaskIoULoss, TargetClassTargets, freeze_all_but_maskiou
 from msr.models.frozen_trunk import detect, training_inputs
 from msr.models.maskiou.branch import MaskIoUBranch
-
-from .conftest import tiny_model
 
 
 def branch_of(model) -> MaskIoUBranch:

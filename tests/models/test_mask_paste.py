@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from support.tiny_nets import tiny_model
 
 from msr.evaluation.results import predictions_to_coco
 from msr.models.mask_paste import BoxMasks
 from msr.models.postprocess import MaskFormTransform, box_mask_output
-from tests.models.conftest import tiny_model
 
 
 def test_box_mask_output_gives_the_pasted_masks_and_their_rles(batch):

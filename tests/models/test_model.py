@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+from support.tiny_nets import TINY, TINY_BACKBONE, tiny_model
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
@@ -18,7 +19,7 @@ from msr.models import (
     build_resnet_fpn_backbone,
 )
 
-from .conftest import TINY, TINY_BACKBONE, make_batch, tiny_model
+from .conftest import make_batch
 
 
 def torchvision_twin(num_classes: int = 3) -> MaskRCNN:

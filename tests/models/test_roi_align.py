@@ -6,10 +6,10 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from support.tiny_nets import tiny_model
 from torchvision.ops import MultiScaleRoIAlign
 
 from msr.models.roi_align import SparseMultiScaleRoIAlign, roi_align_csr
-from tests.models.conftest import tiny_model
 
 LEVELS = ["0", "1", "2", "3"]
 IMAGE_SIZE = (96, 128)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torchvision
+from support.tiny_nets import tiny_model
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from msr.models import (
@@ -14,8 +15,6 @@ from msr.models import (
     load_weights,
 )
 from msr.models.weights import CLASS_ROW_KEYS, select_class_rows
-
-from .conftest import tiny_model
 
 
 def full_size_model(num_classes: int, **kwargs):

@@ -1,4 +1,4 @@
-"""The entry-point cases that run in one `cli_batch.py` process (see entry_cli.run_batch), on real files:
+"""The entry-point cases that run in one `cli_batch.py` process (see support.cli.run_batch), on real files:
 the inputs that must stop a program before any work with one line (exit status 2), the conversions that
 warn, and msr-predict on a folder with a corrupt picture (with and without `data.skip_unreadable`)."""
 

@@ -1,10 +1,9 @@
-"""Fixtures of the robustness tests: the subprocess environment, the uninterrupted run of the
+"""Fixtures of the robustness tests: the uninterrupted run of the
 fault-injection test (whose checkpoint the other tests use), and the results of the entry-point cases of
 batch_cases.py, run once in one process."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,10 @@ from robust_cli import EPOCHS_RUN, run_batch, run_cli
 
 
 @pytest.fixture(scope="session")
-def robust_env(tmp_path_factory) -> dict[str, str]:
-    """Return the subprocess environment: a private data cache, one thread, W&B off, Hydra's short errors."""
-    quiet = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
-    return {**os.environ, **quiet, "MSR_CACHE_DIR": str(tmp_path_factory.mktemp("msr_cache"))}
-
-
-@pytest.fixture(scope="session")
-def uninterrupted(tmp_path_factory, robust_env) -> Path:
+def uninterrupted(tmp_path_factory, cli_env) -> Path:
     """Return the folder of the uninterrupted run of the fault-injection test (robust_cli.EPOCHS_RUN)."""
     root = tmp_path_factory.mktemp("uninterrupted")
-    run_cli("train", *EPOCHS_RUN, f"hydra.run.dir={root / 'run'}", env=robust_env, cwd=root)
+    run_cli("train", *EPOCHS_RUN, f"hydra.run.dir={root / 'run'}", env=cli_env, cwd=root)
     return root / "run"
 
 
@@ -34,10 +26,10 @@ def checkpoint(uninterrupted) -> Path:
 
 
 @pytest.fixture(scope="session")
-def batch(tmp_path_factory, robust_env, checkpoint) -> dict[str, dict]:
+def batch(tmp_path_factory, cli_env, checkpoint) -> dict[str, dict]:
     """Return {case: {"rc", "stdout", "stderr", "root"}} of every case of batch_cases.py (one process)."""
     root = tmp_path_factory.mktemp("batch")
-    results = run_batch(build(root, checkpoint), robust_env, root)
+    results = run_batch(build(root, checkpoint), cli_env, root)
     for result in results.values():
         result["root"] = root
     return results

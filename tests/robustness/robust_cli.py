@@ -1,20 +1,17 @@
 """Helpers of the robustness tests: tiny COCO sets on disk and the entry tests' overrides and runners
-(entry_cli: run_cli, and run_batch, which calls several console entry points in one Python process)."""
+(support.cli: run_cli, and run_batch, which calls several console entry points in one Python process)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, TINY_DATA, run_batch, run_cli
+from support.cli import TINY, TINY_DATA, run_batch, run_cli
 
 #: The quickstart model with fewer RoIs (TINY without its synthetic data keys), no figures.
 MODEL = [o for o in TINY if o not in TINY_DATA] + ["callbacks.figures=null"]

@@ -4,7 +4,7 @@ same learning-rate schedule, every metric logged once, no checkpoint damaged and
 
 The run is issue 15's case: `schedule.max_steps` set while `max_epochs` ends training (2 epochs of 2
 steps, robust_cli.EPOCHS_RUN; conftest.uninterrupted is the same run without interruption). The kill
-points cover every phase: in the middle of a checkpoint write (the test hook MSR_TEST_CHECKPOINT_PAUSE
+points cover every phase: in the middle of a checkpoint write (support.slow_checkpoints
 holds each write between its temporary file and the rename), right after an epoch-end checkpoint, in the
 middle of an epoch, in validation, and in the write of the last checkpoint, when the previous one must
 still be whole.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from robust_cli import EPOCHS_RUN
+from support.slow_checkpoints import SLOW_CHECKPOINTS
 
 
 def temporaries(run: Path, name: str) -> list[Path]:
@@ -73,8 +74,8 @@ def saved_step(run: Path) -> int | None:
 
 def start(run: Path, env: dict[str, str], pause: bool) -> subprocess.Popen:
     """Start msr-train on EPOCHS_RUN in `run` (checkpoint writes held 1 s each with `pause`)."""
-    env = {**env, "MSR_TEST_CHECKPOINT_PAUSE": "1" if pause else "0"}
-    command = [sys.executable, "-m", "msr.cli.train", *EPOCHS_RUN, f"hydra.run.dir={run}"]
+    slow = SLOW_CHECKPOINTS if pause else []
+    command = [sys.executable, "-m", "msr.cli.train", *EPOCHS_RUN, *slow, f"hydra.run.dir={run}"]
     return subprocess.Popen(
         command, cwd=run.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -105,15 +106,15 @@ def rows_per_step(run: Path, column: str) -> Counter:
 
 
 def test_sigkill_at_five_points_then_resume_ends_as_the_uninterrupted_run(
-    tmp_path, robust_env, uninterrupted
+    tmp_path, cli_env, uninterrupted
 ):
     reference = uninterrupted
     run = tmp_path / "killed"
     for what, pause, ready, step in KILL_POINTS:
         before = metrics_text(run)
-        kill_when(start(run, robust_env, pause), lambda ready=ready, before=before: ready(run, before), what)
+        kill_when(start(run, cli_env, pause), lambda ready=ready, before=before: ready(run, before), what)
         assert saved_step(run) == step, what  # a kill during a write leaves the previous checkpoint whole
-    finish(start(run, robust_env, pause=False))
+    finish(start(run, cli_env, pause=False))
 
     expected = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     got = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

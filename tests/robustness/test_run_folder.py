@@ -142,7 +142,7 @@ def test_which_checkpoint_paths_resume_the_folder(tmp_path: Path) -> None:
     assert not is_resuming(str(tmp_path / "other" / "checkpoints" / "last.ckpt"), folder)
 
 
-def test_programs_refuse_a_held_folder_and_multirun_jobs_are_unaffected(tmp_path: Path, robust_env) -> None:
+def test_programs_refuse_a_held_folder_and_multirun_jobs_are_unaffected(tmp_path: Path, cli_env) -> None:
     """msr-predict and msr-eval in a folder held by a running msr-train, msr-eval in a finished training
     run's folder, and an msr-eval multirun of two jobs, all in one process (run_batch)."""
     val = tiny_coco(tmp_path / "data")["val"]
@@ -173,7 +173,7 @@ def test_programs_refuse_a_held_folder_and_multirun_jobs_are_unaffected(tmp_path
     ]
     holder = hold_elsewhere(held)
     try:
-        outcome = run_batch(cases, robust_env, tmp_path)
+        outcome = run_batch(cases, cli_env, tmp_path)
     finally:
         stop(holder)
     for name, program in (("predict_held", "msr-predict"), ("eval_held", "msr-eval")):
@@ -192,7 +192,7 @@ def test_programs_refuse_a_held_folder_and_multirun_jobs_are_unaffected(tmp_path
         assert json.loads((sweep / job / "eval" / "scored_metrics.json").read_text())["bbox/AP"] >= 0
 
 
-def test_msr_train_holds_its_folder_end_to_end_and_head_only(tmp_path: Path, robust_env) -> None:
+def test_msr_train_holds_its_folder_end_to_end_and_head_only(tmp_path: Path, cli_env) -> None:
     """msr-train (end to end and head-only) refuses a held folder and a finished run's folder in one line,
     and overwrite=true trains there anew; all in one process (run_batch)."""
     from robust_cli import TINY
@@ -217,7 +217,7 @@ def test_msr_train_holds_its_folder_end_to_end_and_head_only(tmp_path: Path, rob
     ]
     holder = hold_elsewhere(held)
     try:
-        outcome = run_batch(cases, robust_env, tmp_path)
+        outcome = run_batch(cases, cli_env, tmp_path)
     finally:
         stop(holder)
     for name, folder, text in (

@@ -22,14 +22,14 @@ def last_log_line(run) -> str:
     return (run / "train.log").read_text().rstrip("\n").splitlines()[-1]
 
 
-def test_crash_in_validation_keeps_the_training_and_resumes(tmp_path, robust_env):
+def test_crash_in_validation_keeps_the_training_and_resumes(tmp_path, cli_env):
     paths = tiny_coco(tmp_path / "data")
     picture = paths["images"] / "5.png"  # a val picture: its header reads, its pixels do not
     shutil.copy(picture, tmp_path / "5.png")
     truncate(picture)
     run = tmp_path / "run"
     args = [*CUSTOM_TRAIN, *custom_data(paths), f"hydra.run.dir={run}"]
-    failed = run_cli("train", *args, env=robust_env, cwd=tmp_path, check=False)
+    failed = run_cli("train", *args, env=cli_env, cwd=tmp_path, check=False)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
     line = failed.stderr.strip().splitlines()[-1]
     assert line.startswith(f"msr-train: error: cannot read image file {picture}")
@@ -39,7 +39,7 @@ def test_crash_in_validation_keeps_the_training_and_resumes(tmp_path, robust_env
     assert saved["global_step"] == 2  # the first epoch's training is kept
 
     shutil.copy(tmp_path / "5.png", picture)  # the picture fixed, the same command resumes
-    resumed = run_cli("train", *args, "ckpt_path=auto", env=robust_env, cwd=tmp_path)
+    resumed = run_cli("train", *args, "ckpt_path=auto", env=cli_env, cwd=tmp_path)
     assert "val metrics after 4 steps" in resumed.stdout
     assert json.loads((run / "eval" / "val_metrics.json").read_text())["global_step"] == 4
     rows = (run / "csv" / "metrics.csv").read_text().splitlines()
@@ -48,13 +48,13 @@ def test_crash_in_validation_keeps_the_training_and_resumes(tmp_path, robust_env
     assert steps == ["0", "1", "2", "3"]  # every step logged once, those before the crash included
 
 
-def test_skip_unreadable_skips_pictures_that_fail_to_load(tmp_path, robust_env):
+def test_skip_unreadable_skips_pictures_that_fail_to_load(tmp_path, cli_env):
     paths = tiny_coco(tmp_path / "data")
     for name in ("2.png", "6.png"):  # a training and a val picture
         truncate(paths["images"] / name)
     run = tmp_path / "run"
     args = [*CUSTOM_TRAIN, *custom_data(paths), "data.skip_unreadable=true", "trainer.max_steps=2"]
-    proc = run_cli("train", *args, f"hydra.run.dir={run}", env=robust_env, cwd=tmp_path)
+    proc = run_cli("train", *args, f"hydra.run.dir={run}", env=cli_env, cwd=tmp_path)
     assert "val metrics after 2 steps" in proc.stdout
     log = (run / "train.log").read_text()
     for name in ("2.png", "6.png"):
@@ -89,7 +89,7 @@ def test_predict_skips_unreadable_pictures_and_names_them(batch):
     assert {r["image_id"] for r in segm} <= {i["id"] for i in images}
 
 
-def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, robust_env):
+def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, cli_env):
     run = tmp_path / "run"
     overrides = [o for o in TINY if not o.startswith("data.num_train")] + [
         "data.num_train=40",
@@ -98,7 +98,7 @@ def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, robust_env):
     overrides += ["trainer.max_steps=200", "+logger.flush_logs_every_n_steps=1", f"hydra.run.dir={run}"]
     command = [sys.executable, "-m", "msr.cli.train", *overrides]
     proc = subprocess.Popen(
-        command, cwd=tmp_path, env=robust_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     metrics, deadline = run / "csv" / "metrics.csv", time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:

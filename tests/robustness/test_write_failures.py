@@ -1,6 +1,6 @@
 """A write that fails for want of room (full disk, quota, file-size limit) ends in one line naming the file
-and the cause, exit status 2, and leaves the earlier version whole. A file-size limit (file_size_limit.py)
-makes real writes fail with EFBIG, as a full disk fails with ENOSPC."""
+and the cause, exit status 2, and leaves the earlier version whole. A file-size limit
+(support/file_size_limit.py) makes real writes fail with EFBIG, as a full disk fails with ENOSPC."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import torch
-from file_size_limit import overrides as size_limit
 from PIL import Image
 from robust_cli import MODEL, SIZE, custom_data, run_cli, tiny_coco
+from support.env import subprocess_env
+from support.file_size_limit import overrides as size_limit
 
 from msr.cli.failures import start_up_error_message, user_error_message
 from msr.files import write_json_atomic
@@ -26,9 +27,8 @@ def test_checkpoint_and_metrics_rows_beyond_the_limit_keep_the_earlier_files(tmp
     ckpt, csv_dir = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "csv"
     code = f"""
 import json, sys
-sys.path.insert(0, {str(HERE)!r})
 import torch
-from file_size_limit import limit_file_size
+from support.file_size_limit import limit_file_size
 from msr.files import WriteFailed
 from msr.training.checkpoint_io import AtomicCheckpointIO
 from msr.training.csv_logger import ResumableExperimentWriter
@@ -58,7 +58,9 @@ except WriteFailed as err:
     messages.append(str(err))
 print(json.dumps(messages))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkpoint, rewrite, append = json.loads(proc.stdout)
     assert checkpoint.startswith(f"cannot write {ckpt}: file too large")
@@ -71,12 +73,6 @@ print(json.dumps(messages))
     assert [p.name for p in tmp_path.rglob(".*")] == []  # no temporary file left
 
 
-def limited_env(env: dict[str, str]) -> dict[str, str]:
-    """Return `env` with this folder on PYTHONPATH (for the FileSizeLimit Hydra callback)."""
-    paths = [str(HERE), *filter(None, [env.get("PYTHONPATH")])]
-    return {**env, "PYTHONPATH": ":".join(paths)}
-
-
 def error_line(proc: subprocess.CompletedProcess, program: str) -> str:
     """Return the one error line of a run that must end with exit status 2 and no traceback."""
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -86,12 +82,12 @@ def error_line(proc: subprocess.CompletedProcess, program: str) -> str:
     return lines[0]
 
 
-def test_msr_train_checkpoint_beyond_the_limit_is_one_line(tmp_path: Path, robust_env) -> None:
+def test_msr_train_checkpoint_beyond_the_limit_is_one_line(tmp_path: Path, cli_env) -> None:
     """The run's small files fit in 1 MB, its checkpoint does not: one line names it, no partial file."""
     data = custom_data(tiny_coco(tmp_path / "data"))
     run = tmp_path / "run"
     args = [*MODEL, "schedule=cpu_tiny", *data, f"hydra.run.dir={run}", *size_limit(1_000_000)]
-    proc = run_cli("train", *args, env=limited_env(robust_env), cwd=tmp_path, check=False)
+    proc = run_cli("train", *args, env=cli_env, cwd=tmp_path, check=False)
     line = error_line(proc, "msr-train")
     assert line.startswith(f"msr-train: error: cannot write {run / 'checkpoints'}/"), line
     assert ".ckpt: file too large (over the file-size limit" in line and "(EFBIG)" in line
@@ -100,9 +96,9 @@ def test_msr_train_checkpoint_beyond_the_limit_is_one_line(tmp_path: Path, robus
     assert (run / "train.log").read_text().rstrip().splitlines()[-1].endswith(line)
 
 
-def test_results_files_beyond_the_limit_are_one_line(tmp_path: Path, robust_env, checkpoint) -> None:
+def test_results_files_beyond_the_limit_are_one_line(tmp_path: Path, cli_env, checkpoint) -> None:
     """msr-predict's results JSON and msr-eval's metrics file: the earlier versions stay whole."""
-    env = limited_env(robust_env)
+    env = cli_env
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for i in range(3):
@@ -127,19 +123,18 @@ def test_results_files_beyond_the_limit_are_one_line(tmp_path: Path, robust_env,
     assert json.loads(scored.read_text()) == {"earlier": 1}
 
 
-def test_a_full_disk_outside_msr_writers_is_one_line_too(tmp_path: Path, robust_env) -> None:
+def test_a_full_disk_outside_msr_writers_is_one_line_too(tmp_path: Path, cli_env) -> None:
     """Hydra's own files (.hydra/*.yaml, written before the job starts) and an OSError naming its file."""
     code = f"""
 import sys
-sys.path.insert(0, {str(HERE)!r})
-from file_size_limit import limit_file_size
+from support.file_size_limit import limit_file_size
 limit_file_size(200)
 sys.argv = ["msr-predict", "ckpt_path=any.ckpt", "images={tmp_path}", "hydra.run.dir={tmp_path / "run"}"]
 from msr.cli.predict import main
 main()
 """
     command = [sys.executable, "-c", code]
-    proc = subprocess.run(command, env=robust_env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=300)
     line = error_line(proc, "msr-predict")
     assert line.startswith("msr-predict: error: cannot write the run folder: file too large (over the file")
     full = OSError(errno.ENOSPC, "No space left on device", "/runs/a/wandb/run.wandb")

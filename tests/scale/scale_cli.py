@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_batch, run_cli, succeeded, train_case
+from support.cli import TINY, run_batch, run_cli, succeeded, train_case
 
 #: TINY with 4 training steps and one evaluation at the end.
 TINY_STEPS = [*TINY, "schedule=cpu_tiny"]

@@ -12,11 +12,11 @@ import torch
 from scale_cli import DDP_CPU, TINY_STEPS, run_cli
 
 
-def test_multirun_of_ddp_jobs_gives_each_job_its_own_complete_folder(tmp_path, scale_env):
+def test_multirun_of_ddp_jobs_gives_each_job_its_own_complete_folder(tmp_path, cli_env):
     sweep = tmp_path / "multirun"
     proc = run_cli(
         "train", "--multirun", *TINY_STEPS, *DDP_CPU, "seed=0,1", f"hydra.sweep.dir={sweep}",
-        env=scale_env, cwd=tmp_path,
+        env=cli_env, cwd=tmp_path,
     )
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert jobs == ["0", "1"]  # the children did not start sweeps of their own
@@ -45,7 +45,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_processes_from_torchrun_are_used_as_they_are(tmp_path, scale_env):
+def test_processes_from_torchrun_are_used_as_they_are(tmp_path, cli_env):
     run = tmp_path / "torchrun"
     torchrun = [
         sys.executable,
@@ -57,7 +57,7 @@ def test_processes_from_torchrun_are_used_as_they_are(tmp_path, scale_env):
     command = [*torchrun, "-m", "msr.cli.train", *TINY_STEPS, *DDP_CPU, "trainer.max_steps=2"]
     proc = subprocess.run(
         [*command, f"hydra.run.dir={run}"],
-        cwd=tmp_path, env=scale_env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("val metrics after 2 steps") == 1  # printed by rank 0 only

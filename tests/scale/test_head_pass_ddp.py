@@ -21,7 +21,7 @@ def trunks(tmp_path_factory):
     return tmp_path_factory.mktemp("trunks")
 
 
-def test_torchrun_processes_train_the_trunk_and_the_shared_pass_together(tmp_path, scale_env, trunks):
+def test_torchrun_processes_train_the_trunk_and_the_shared_pass_together(tmp_path, cli_env, trunks):
     sweep = tmp_path / "sweep"
     command = [
         sys.executable,
@@ -41,7 +41,7 @@ def test_torchrun_processes_train_the_trunk_and_the_shared_pass_together(tmp_pat
         "head=maskiou,maskiou_multiply",
         f"hydra.sweep.dir={sweep}",
     ]
-    proc = subprocess.run(command, cwd=tmp_path, env=scale_env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # 8 pictures, 2 a step on each of 2 ranks: 2 steps an epoch, for the trunk and for the heads
     assert proc.stdout.count("val metrics after 2 steps") == 3  # the trunk's and the two jobs', rank 0 only
@@ -64,7 +64,7 @@ def test_torchrun_processes_train_the_trunk_and_the_shared_pass_together(tmp_pat
     assert segm[0] == segm[1]  # the same detections, scored by two heads
 
 
-def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path, scale_env, trunks):
+def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path, cli_env, trunks):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "train",
@@ -77,7 +77,7 @@ def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path,
         f"protocol.trunk_cache={trunks}",  # the torchrun test's trunk: both are 2-process DDP
         "head=maskiou,maskiou_concat_28",
         f"hydra.sweep.dir={sweep}",
-        env=scale_env,
+        env=cli_env,
         cwd=tmp_path,
     )
     assert (
@@ -95,7 +95,7 @@ def test_processes_lightning_starts_run_the_pass_they_were_started_for(tmp_path,
         assert state["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.001)
 
 
-def test_submitit_runs_a_pass_as_one_cluster_job(tmp_path, scale_env):
+def test_submitit_runs_a_pass_as_one_cluster_job(tmp_path, cli_env):
     """hydra/launcher=slurm's grouping, through submitit's local executor (no SLURM here): the two head-only
     jobs that share a trunk are one submitted job, which prepares both folders and trains both heads."""
     sweep = tmp_path / "sweep"
@@ -111,7 +111,7 @@ def test_submitit_runs_a_pass_as_one_cluster_job(tmp_path, scale_env):
         "hydra/launcher=submitit_local",
         "hydra.launcher._target_=hydra_plugins.msr_launcher.msr_launcher.MsrLocalLauncher",
         f"hydra.sweep.dir={sweep}",
-        env=scale_env,
+        env=cli_env,
         cwd=tmp_path,
     )
     submitted = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]

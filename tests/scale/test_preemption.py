@@ -27,11 +27,11 @@ def logged_steps(run) -> int:
     return sum(1 for line in path.read_text().splitlines()[1:] if line.strip())
 
 
-def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale_env):
+def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, cli_env):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "msr.cli.train", *LONG, "trainer.max_steps=200", f"hydra.run.dir={run}"]
     proc = subprocess.Popen(
-        command, cwd=tmp_path, env=scale_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 300
     while logged_steps(run) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -49,7 +49,7 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
 
     resumed = run_cli(
         "train", *LONG, f"trainer.max_steps={stopped_at + 2}", "ckpt_path=auto", f"hydra.run.dir={run}",
-        env=scale_env, cwd=tmp_path,
+        env=cli_env, cwd=tmp_path,
     )
     assert f"after {stopped_at + 2} steps" in resumed.stdout
     assert f"ckpt_path=auto: resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout  # Hydra log
@@ -58,11 +58,11 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, scale
     assert after["lr_schedulers"][0]["last_epoch"] == stopped_at + 2  # the schedule went on
 
 
-def test_auto_without_checkpoint_starts_fresh(tmp_path, scale_env):
+def test_auto_without_checkpoint_starts_fresh(tmp_path, cli_env):
     run = tmp_path / "fresh"
     proc = run_cli(
         "train", *LONG, "trainer.max_steps=1", "final_eval=false", "ckpt_path=auto", f"hydra.run.dir={run}",
-        env=scale_env, cwd=tmp_path,
+        env=cli_env, cwd=tmp_path,
     )
     assert proc.returncode == 0 and "resuming from" not in proc.stdout + proc.stderr
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1

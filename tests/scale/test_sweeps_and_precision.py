@@ -12,14 +12,14 @@ from scale_cli import TINY_STEPS, run_batch, run_cli, succeeded, train_case
 
 
 @pytest.fixture(scope="module")
-def presets(tmp_path_factory, scale_env) -> dict[str, dict]:
+def presets(tmp_path_factory, cli_env) -> dict[str, dict]:
     """Return what msr-train prints with `--cfg hydra` for the SLURM launcher and the Optuna sweeper
     presets with overrides, both composed by the real entry point in one process."""
     slurm = ["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4"]
     slurm += ["hydra.launcher.partition=gpu", "trainer=ddp", "trainer.num_nodes=2"]
     optuna = ["hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=7"]
     cases = [train_case("slurm", "--cfg", "hydra", *slurm), train_case("optuna", "--cfg", "hydra", *optuna)]
-    return run_batch(cases, scale_env, tmp_path_factory.mktemp("presets"))
+    return run_batch(cases, cli_env, tmp_path_factory.mktemp("presets"))
 
 
 def test_submitit_slurm_preset_composes_with_overrides(presets):
@@ -41,11 +41,11 @@ def test_optuna_preset_composes(presets):
     assert sweeper["n_trials"] == 7 and "optimizer.lr" in sweeper["params"]
 
 
-def test_two_trial_optuna_sweep_runs_and_reports_the_best_segm_ap(tmp_path, scale_env):
+def test_two_trial_optuna_sweep_runs_and_reports_the_best_segm_ap(tmp_path, cli_env):
     sweep = tmp_path / "optuna"
     run_cli(
         "train", "hparams_search=maskiou_optuna", "hydra.sweeper.n_trials=2", *TINY_STEPS,
-        f"hydra.sweep.dir={sweep}", env=scale_env, cwd=tmp_path,
+        f"hydra.sweep.dir={sweep}", env=cli_env, cwd=tmp_path,
     )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {
@@ -64,11 +64,11 @@ def test_two_trial_optuna_sweep_runs_and_reports_the_best_segm_ap(tmp_path, scal
     assert result["best_value"] == pytest.approx(max(aps))  # the value msr-train returned to Optuna
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tmp_path, scale_env):
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path, cli_env):
     run = tmp_path / "bf16"
     run_cli(
         "train", *TINY_STEPS, "trainer.precision=bf16-mixed", "trainer.max_steps=2", f"hydra.run.dir={run}",
-        env=scale_env, cwd=tmp_path,
+        env=cli_env, cwd=tmp_path,
     )
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2

@@ -1,35 +1,22 @@
-"""Fixtures of the COCO-scale tests: the shared COCO fixture with blank pictures, a tiny synthetic set,
-a miniature COCO-like 2017 layout, and the benchmark scripts' folder on the import path."""
+"""Fixtures of the COCO-scale tests: the shared COCO fixture with blank pictures, a tiny synthetic set and
+a miniature COCO-like 2017 layout (the benchmark scripts of experiments/benchmarks are importable: see
+pythonpath in pyproject.toml)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from coco_like_files import write_coco_like_layout
 
-from msr.data.coco_like_files import write_coco_like_layout
 from msr.data.synthetic import SyntheticCoco, write_synthetic_coco
-
-REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = REPO / "experiments" / "benchmarks"
-COCO_FIXTURE = REPO.parent / "shared" / "data" / "coco_eval_fixture" / "instances_val2014_100.json"
-
-sys.path.insert(0, str(BENCHMARKS))  # _old_coco, gpu, coco_scale_data, ... (scripts, not a package)
 
 
 @pytest.fixture(scope="session")
-def coco_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def coco_fixture(coco_fixture_images: Path, coco_fixture_json: Path) -> tuple[Path, Path]:
     """(picture folder, annotation file) of the real COCO val2014 annotations of 100 pictures (polygons,
     RLE, crowd) with blank JPEGs of the listed sizes; skip when ../shared is absent."""
-    if not COCO_FIXTURE.is_file():
-        pytest.skip(f"shared COCO fixture not found at {COCO_FIXTURE}")
-    folder = tmp_path_factory.mktemp("coco_fixture_pictures")
-    for image in json.loads(COCO_FIXTURE.read_text())["images"]:
-        Image.new("RGB", (image["width"], image["height"])).save(folder / image["file_name"], format="JPEG")
-    return folder, COCO_FIXTURE
+    return coco_fixture_images, coco_fixture_json
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,12 @@ or a key."""
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import run_cli
+from support.cli import run_cli
+from support.env import subprocess_env
 
 #: The recipe made tiny: CPU, 2 steps, 64 px, few RoIs; everything else is coco_r50_1x's own.
 TINY = [
@@ -39,7 +35,7 @@ TINY = [
 
 @pytest.mark.slow
 def test_coco_r50_1x_trains_evaluates_and_predicts_on_the_coco_layout(coco_like_root, tmp_path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MSR_CACHE_DIR": str(tmp_path)}
+    env = subprocess_env(tmp_path)
     weights = tmp_path / "resnet50_imagenet.pth"  # an ImageNet-format state_dict, as a user would pass
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
     run_dir = tmp_path / "train"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from support.env import subprocess_env
 from wandb_cli import TINY_WANDB, run_cli
 
 
@@ -12,11 +11,9 @@ from wandb_cli import TINY_WANDB, run_cli
 def wandb_env(tmp_path_factory) -> dict[str, str]:
     """Return a subprocess environment with no W&B credentials or mode, and private W&B folders."""
     home = tmp_path_factory.mktemp("wandb_home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env = subprocess_env(tmp_path_factory.mktemp("msr_cache"))
+    env = {k: v for k, v in env.items() if not k.startswith("WANDB_")}
     env.update(
-        MSR_CACHE_DIR=str(tmp_path_factory.mktemp("msr_cache")),
-        OMP_NUM_THREADS="1",
-        HYDRA_FULL_ERROR="0",
         HOME=str(home),
         WANDB_CONFIG_DIR=str(home / "config"),
         WANDB_CACHE_DIR=str(home / "cache"),

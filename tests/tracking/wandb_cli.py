@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entry"))
-from entry_cli import TINY, run_cli
+from support.cli import TINY, run_cli
 
 #: msr-train overrides of the tracking tests: TINY with the W&B logger in place of CSV, 2 sample pictures.
 TINY_WANDB = [o for o in TINY if not o.startswith("logger=")] + [

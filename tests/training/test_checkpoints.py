@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_nets import tiny_net
+from support.tiny_nets import tiny_net
 
 from msr.errors import EvaluationError
 from msr.training.checkpoints import load_module

@@ -7,7 +7,7 @@ import json
 
 import lightning.pytorch as pl
 import torch
-from tiny_nets import tiny_net
+from support.tiny_nets import tiny_net
 
 from msr.data.datamodules import SyntheticDataModule
 from msr.evaluation.evaluator import COCOEvaluator

@@ -7,7 +7,7 @@ from functools import partial
 import lightning.pytorch as pl
 import pytest
 import torch
-from tiny_nets import tiny_net
+from support.tiny_nets import tiny_net
 from torch.utils.data import DataLoader
 
 from msr.training.module import MSRModule, NonFiniteLossError

@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from msr.data.coco_like import (
+from coco_like import (
     CHUNK,
     COCO_CATEGORY_IDS,
     COCO_TRAIN_IMAGES,
@@ -20,6 +19,7 @@ from msr.data.coco_like import (
     coco_like_annotations,
     coco_like_images,
 )
+
 from msr.files import atomic_path, build_folder_once
 
 

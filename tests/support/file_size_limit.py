@@ -5,8 +5,7 @@ than the limit fails with EFBIG ("File too large"), as a full disk fails with EN
   instead of the signal killing the process);
 - `FileSizeLimit` is a Hydra callback that sets it when the job starts, after Hydra has written its own
   files (`.hydra/*.yaml`, the log file):
-  `+hydra.callbacks.size_limit._target_=file_size_limit.FileSizeLimit +hydra.callbacks.size_limit.limit=N`
-  with this folder on PYTHONPATH.
+  `overrides(N)` gives its Hydra overrides (tests/ on PYTHONPATH: support.env.subprocess_env).
 """
 
 from __future__ import annotations
@@ -38,6 +37,6 @@ class FileSizeLimit(Callback):
 def overrides(limit: int) -> list[str]:
     """Return the Hydra overrides that install `FileSizeLimit(limit)` for a job."""
     return [
-        "+hydra.callbacks.size_limit._target_=file_size_limit.FileSizeLimit",
+        "+hydra.callbacks.size_limit._target_=support.file_size_limit.FileSizeLimit",
         f"+hydra.callbacks.size_limit.limit={int(limit)}",
     ]

@@ -1,4 +1,4 @@
-"""Helpers of the entry-point tests: run the real console programs as subprocesses through Hydra, one
+"""Run the real console programs as subprocesses through Hydra, one
 program a process or several in one (run_batch: a process's start-up costs seconds)."""
 
 from __future__ import annotations
@@ -7,12 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-FIXTURE_DIR = SHARED / "coco_eval_fixture"
-BALLOON_DIR = SHARED / "balloon"
 
 #: 8 train and 5 (odd) val pictures of 128 px: the data of every entry-point test.
 TINY_DATA = [
@@ -79,17 +73,3 @@ def succeeded(results: dict[str, dict], name: str) -> str:
     result = results[name]
     assert result["rc"] == 0, f"{name} failed ({result['rc']}):\n{result['stderr'][-5000:]}"
     return result["stdout"]
-
-
-def require_fixture() -> Path:
-    """Return the COCO eval fixture folder, or skip when ../shared is absent."""
-    if not FIXTURE_DIR.is_dir():
-        pytest.skip(f"{FIXTURE_DIR} not found (../shared absent)")
-    return FIXTURE_DIR
-
-
-def require_balloon() -> Path:
-    """Return the balloon set folder, or skip when ../shared is absent."""
-    if not BALLOON_DIR.is_dir():
-        pytest.skip(f"{BALLOON_DIR} not found (../shared absent)")
-    return BALLOON_DIR
