@@ -118,7 +118,7 @@ class VariantIntervals:
 def annotation_file(run: Path, cache: dict[str, str]) -> str:
     """Return the annotation file the run was evaluated on: recorded in `eval/val_metrics.json` when that
     file exists here, else the val annotations of the run's data config (prepared if needed): a run
-    trained on another machine (a lent GPU) recorded that machine's path, and the synthetic set of the
+    trained on another machine (a GPU machine) recorded that machine's path, and the synthetic set of the
     same parameters is the same set everywhere."""
     layout = RunLayout(run)
     recorded = read_json(layout.metrics("val"), "metrics file").get("ann_file")

@@ -98,7 +98,7 @@ def test_mask_scoring_study_runs_and_aggregates_with_the_upper_bound(env, tmp_pa
             if key in own:
                 assert scored[key] == pytest.approx(own[key], abs=1e-12, nan_ok=True), key
 
-    # runs trained on another machine (a lent GPU) recorded that machine's annotation path: the
+    # runs trained on another machine (a GPU machine) recorded that machine's annotation path: the
     # intervals fall back to the runs' data config (the same synthetic set here) and come out the same
     for job in sweep.glob("[0-9]*"):
         metrics_file = job / "eval" / "val_metrics.json"

@@ -1,6 +1,6 @@
-"""experiments/gpu_session.sh, the script a lent GPU runs, run here on the CPU (TRAINER=cpu): a bug in it
-costs device time that a session cannot get back, so its run names, its `+trainer.max_time` and its
-archive are checked before a lease."""
+"""experiments/gpu_batch.sh, a time-boxed batch of msr commands for a GPU machine, run here on the CPU
+(TRAINER=cpu): a bug in it costs GPU time that cannot be got back, so its run names, its
+`+trainer.max_time` and its archive are checked here."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from support.cli import TINY
 from support.env import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "experiments" / "gpu_session.sh"
+SCRIPT = ROOT / "experiments" / "gpu_batch.sh"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
-def test_gpu_session_stops_runs_at_their_share_evaluates_and_archives_them(tmp_path) -> None:
+def test_gpu_batch_stops_runs_at_their_share_evaluates_and_archives_them(tmp_path) -> None:
     out, study, cache = tmp_path / "out", tmp_path / "study", tmp_path / "cache"
     # One run: the quickstart's 5 epochs on 8 pictures are far more than its 2 s share of STUDY_S
     # (27 s, less 25 s of start-up), so +trainer.max_time stops it; it is evaluated all the same. An

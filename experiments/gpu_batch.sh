@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# One lent-GPU session's work in one command. The device machine has torch but not all of msr's
-# dependencies: wheels in .whl/ are installed first when present. Writes everything under $OUT (or
-# ./gpu_out):
-#   1. experiments/benchmarks/gpu.py at 800x1333 (precisions x batches, inference, MaskIoU overhead);
-#   2. the study runs named in RUNS at EXPERIMENT (synthetic_converged), one after another (six side by
-#      side on one H200 ran no faster than one alone), each folder without checkpoints archived;
-#      a run still going at its share of STUDY_S stops (+trainer.max_time) and is evaluated.
-#   RUNS="head=maskiou,seed=1 head=none,seed=1" STUDY_S=420 GPU_BENCH_S=120 bash experiments/gpu_session.sh
-# The balloon set travels in data/ (ignored by .gitignore, so name it in the device call's carry):
-#   cp -r ../shared/data/balloon data/   # then, with carry ["data/balloon"]:
+# A time-boxed batch of msr commands on a GPU machine without internet, in one command. Such a machine
+# may have torch but not all of msr's dependencies: wheels in $WHEELS (.whl/) are installed first when
+# present (pip download them elsewhere). Writes everything under $OUT (or ./gpu_out):
+#   1. experiments/benchmarks/gpu.py at 800x1333 (precisions x batches, inference, MaskIoU overhead),
+#      for at most GPU_BENCH_S seconds (0: skipped);
+#   2. the msr-train runs named in RUNS (space-separated; each a comma-separated list of overrides) at
+#      EXPERIMENT (synthetic_converged), one after another (six side by side on one H200 ran no faster
+#      than one alone); each gets an equal share of STUDY_S seconds (+trainer.max_time), is evaluated
+#      when it stops, and its folder, without checkpoints, is archived as soon as it ends, so that a batch
+#      cut short still brings back every run that finished.
+#   RUNS="head=maskiou,seed=1 head=none,seed=1" STUDY_S=420 GPU_BENCH_S=120 bash experiments/gpu_batch.sh
+# Data outside the checkout (e.g. the balloon set copied to data/balloon):
 #   EXPERIMENT=balloon_cpu_study RUNS="head=maskiou,seed=0,data.root=data/balloon ..." GPU_BENCH_S=0 bash ...
-# Runs of earlier leases: experiments/README.md, "On a lent GPU". TRAINER (gpu), PYTHON (python3),
-# STUDY_DIR (/tmp/study) and WHEELS (.whl) let tests/experiments/test_gpu_session.py run the same script on a CPU.
+# TRAINER (gpu), PYTHON (python3), STUDY_DIR (/tmp/study) and WHEELS (.whl) can be changed; with TRAINER=cpu
+# tests/experiments/test_gpu_batch.py runs this same script on a CPU.
 set -u
 OUT=${OUT:-$PWD/gpu_out}; mkdir -p "$OUT"
 TRAINER=${TRAINER:-gpu}; PYTHON=${PYTHON:-python3}; STUDY_DIR=${STUDY_DIR:-/tmp/study}; WHEELS=${WHEELS:-.whl}
