@@ -61,6 +61,17 @@ def measure(dm: CocoDataModule, num_workers: int, max_batches: int | None) -> di
     }
 
 
+def loader_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the loader settings of both data modules (`measure` sets the number of workers)."""
+    return {
+        "batch_size": args.batch_size,
+        "eval_batch_size": None,
+        "num_workers": 0,
+        "pin_memory": False,
+        "persistent_workers": False,
+    }
+
+
 def _balloon_module(balloon: Path, tmp: Path, args: argparse.Namespace) -> CocoDataModule:
     """Return a DataModule over the balloon training split converted into ``tmp``."""
     coco = via_to_coco(balloon / "train" / "via_region_data.json", category="balloon")
@@ -68,7 +79,7 @@ def _balloon_module(balloon: Path, tmp: Path, args: argparse.Namespace) -> CocoD
     return CocoDataModule(
         train_images=str(balloon / "train"),
         train_ann=str(ann),
-        batch_size=args.batch_size,
+        **loader_settings(args),
         min_size=args.balloon_min_size,
         max_size=args.balloon_max_size,
         hflip_prob=0.5,
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthetic set {paths.root} ready in {synthetic_s:.1f} s (generation or cache hit)")
     modules: dict[str, CocoDataModule] = {
         f"synthetic {params['num_train']} x {params['image_size'][0]}px": SyntheticDataModule(
-            cache_dir=args.cache_dir, batch_size=args.batch_size
+            cache_dir=args.cache_dir, **loader_settings(args)
         )
     }
     rows: list[dict[str, Any]] = []

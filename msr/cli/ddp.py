@@ -27,6 +27,7 @@ from pathlib import Path
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from msr.compat import hydra_job_config
 from msr.distributed import launched_externally
 from msr.files import write_text_atomic
 
@@ -48,7 +49,7 @@ def ddp_job_scope(cfg: DictConfig, folder: Path) -> Iterator[None]:
         return
     saved_argv = list(sys.argv)
     saved_env = {k: os.environ.get(k) for k in LAUNCH_ENV}
-    hydra_cfg = _hydra_config()
+    hydra_cfg = hydra_job_config()
     saved_run_dir = None
     if hydra_cfg is not None:
         config_dir = folder / CONFIG_FOLDER
@@ -73,11 +74,3 @@ def ddp_job_scope(cfg: DictConfig, folder: Path) -> Iterator[None]:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def _hydra_config() -> DictConfig | None:
-    """Return Hydra's full config of the current job (with the `hydra` node), or None outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    return HydraConfig.instance().cfg

@@ -3,6 +3,7 @@ other error), and the exit statuses. How a program ends with it is msr.cli.entry
 
 from __future__ import annotations
 
+from msr.compat import instantiation_error
 from msr.errors import UserError
 from msr.files import NO_ROOM, no_room_message
 
@@ -47,11 +48,9 @@ def config_error_message(err: BaseException) -> str | None:
     cause = err.__cause__
     if cause is not None and (found := user_error_message(cause)) is not None:
         return found
-    lines = str(err).splitlines()
-    key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+    key, first, target_not_found = instantiation_error(err)
     where = f"config node {key}" if key else "the config"
-    first = lines[0].split(", set env var HYDRA_FULL_ERROR")[0] if lines else type(err).__name__
-    if cause is None or isinstance(cause, ImportError) or "Error locating target" in first:
+    if cause is None or isinstance(cause, ImportError) or target_not_found:
         return f"{where}: {first}; check its _target_ (or the config group choice)"
     if isinstance(cause, TypeError) and "argument" in str(cause):
         return f"{where}: {cause}; check its keys"

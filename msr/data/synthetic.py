@@ -63,14 +63,17 @@ def synthetic_params(
     num_val: int = 200,
     image_size: int | tuple[int, int] | list[int] = 128,
     min_objects: int = 1,
-    max_objects: int = 6,
-    min_object_size: float = 0.15,
+    max_objects: int = 4,
+    min_object_size: float = 0.25,
     max_object_size: float = 0.6,
     min_visible_fraction: float = 0.25,
     min_visible_area: int = 16,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Return the generator parameters, validated and normalised (``image_size`` -> [H, W]).
+
+    The defaults here are the synthetic set's only Python defaults (``SyntheticDataModule`` takes them);
+    msr/conf/data/synthetic.yaml gives the same values (tests/config/test_defaults.py).
 
     Args:
         num_train, num_val: number of pictures per split.

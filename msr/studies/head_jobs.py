@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from msr.compat import hydra_job_config
 from msr.errors import ConfigError
 from msr.files import write_json_atomic
 from msr.layout import RunLayout, run_dir
@@ -138,7 +139,7 @@ def _prepared(cfg: DictConfig, folder: Path, held: contextlib.ExitStack) -> Head
     last, best, settings = _checkpoint_plan(cfg.callbacks)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, folder)
     # the job's own Hydra config object (its `hydra` node resolves against this job's config), kept as it is
-    hydra_config = HydraConfig.instance().cfg if HydraConfig.initialized() else None
+    hydra_config = hydra_job_config()
     return HeadJob(
         cfg=cfg,
         config=OmegaConf.to_container(cfg, resolve=True),

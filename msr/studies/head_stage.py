@@ -32,6 +32,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from msr.compat import use_hydra_config
 from msr.distributed import get_rank, launched_externally, wait_for_children
 from msr.errors import ConfigError
 from msr.evaluation.tables import metrics_table
@@ -162,17 +163,11 @@ def _run_one_pass(
 @contextlib.contextmanager
 def _in_job(job: HeadJob) -> Iterator[None]:
     """Within this block, Hydra's current job is `job` (DDP processes Lightning starts follow it)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if job.hydra is None:
         yield
         return
-    saved = HydraConfig.instance().cfg
-    HydraConfig.instance().cfg = job.hydra
-    try:
+    with use_hydra_config(job.hydra):
         yield
-    finally:
-        HydraConfig.instance().cfg = saved
 
 
 def _train_pass(

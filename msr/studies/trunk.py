@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from msr.compat import job_error
 from msr.data.synthetic import default_cache_dir
 from msr.distributed import get_rank
 from msr.errors import ConfigError
@@ -158,7 +159,7 @@ def _run_trunk_job(
         root.setLevel(level)
     if done.status != JobStatus.COMPLETED:
         raise RuntimeError(f"training the head-only protocol's trunk failed: see {folder}/train.log") from (
-            done._return_value if isinstance(done._return_value, BaseException) else None
+            job_error(done)
         )
 
 

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from msr.compat import cached_experiment, set_cached_experiment
 from msr.files import atomic_path, no_room
 
 
@@ -90,7 +91,7 @@ class ResumableExperimentWriter(ExperimentWriter):
         columns or rows that replace earlier ones."""
         if not self.metrics:
             return
-        new_keys = self._record_new_keys()
+        new_keys = self._new_keys()
         exists = os.path.isfile(self.metrics_file_path)
         repeated = {_signature(m) for m in self.metrics} & self._earlier
         if new_keys or repeated or not exists:
@@ -101,6 +102,12 @@ class ResumableExperimentWriter(ExperimentWriter):
         else:
             self._append(self.metrics)
         self.metrics = []
+
+    def _new_keys(self) -> set[str]:
+        """Return the names of the pending rows that the header lacks, after adding them to it (sorted)."""
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        self.metrics_keys = sorted([*self.metrics_keys, *new_keys])
+        return new_keys
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
         """Append `rows` to metrics.csv; on a full disk (or quota, or file-size limit) cut the file back to
@@ -124,9 +131,9 @@ class ResumableCSVLogger(CSVLogger):
     @rank_zero_experiment
     def experiment(self) -> ResumableExperimentWriter:
         """Return the writer of metrics.csv and hparams.yaml (created on first use)."""
-        if self._experiment is None:
-            self._experiment = ResumableExperimentWriter(log_dir=self.log_dir)
-        return self._experiment
+        if cached_experiment(self) is None:
+            set_cached_experiment(self, ResumableExperimentWriter(log_dir=self.log_dir))
+        return cached_experiment(self)
 
     @rank_zero_only
     def rewind(self, step: int) -> None:

@@ -13,49 +13,19 @@ which both code paths restore the same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
 from typing import Any
 
 import lightning.pytorch as pl
 
+from msr.compat import (
+    as_next_epoch_start,
+    fit_loop_state,
+    saved_at_epoch_end,
+    saved_logging_step,
+    set_logging_step,
+)
+
 log = logging.getLogger(__name__)
-
-_ZERO_PROGRESS = ("ready", "started", "processed", "completed")
-
-
-def saved_at_epoch_end(fit_loop: MutableMapping[str, Any]) -> bool:
-    """Return True when a checkpoint's fit-loop state was saved at the end of a training epoch
-    (the epoch is processed but not yet completed) after its last batch."""
-    total = fit_loop.get("epoch_progress", {}).get("total", {})
-    batches = fit_loop.get("epoch_loop.batch_progress", {})
-    started = total.get("started", 0)
-    return (
-        started > 0
-        and total.get("ready") == started == total.get("processed")
-        and total.get("completed") == started - 1
-        and bool(batches.get("is_last_batch"))
-    )
-
-
-def as_next_epoch_start(fit_loop: MutableMapping[str, Any]) -> None:
-    """Rewrite, in place, an epoch-end fit-loop state into the state at the start of the next epoch:
-    the epoch completed, and the per-epoch counters of batches, scheduler and optimizer steps at 0."""
-    epochs = fit_loop["epoch_progress"]
-    for part in ("total", "current"):
-        epochs[part]["completed"] = epochs[part]["processed"]
-    batches = fit_loop["epoch_loop.batch_progress"]
-    batches["current"] = {key: 0 for key in batches["current"]}
-    batches["is_last_batch"] = False
-    scheduler = fit_loop.get("epoch_loop.scheduler_progress")
-    if scheduler:
-        scheduler["current"] = {key: 0 for key in scheduler["current"]}
-    optim = fit_loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {})
-    for progress in optim.values():
-        progress["current"] = {key: 0 for key in progress["current"]}
-    val_batches = fit_loop.get("epoch_loop.val_loop.batch_progress")
-    if val_batches:  # counts the validations of the epoch: none yet
-        val_batches["total"] = {key: 0 for key in val_batches["total"]}
-
 
 class ExactResume(pl.Callback):
     """Makes `trainer.fit(ckpt_path=...)` continue exactly where the checkpoint left off.
@@ -76,11 +46,11 @@ class ExactResume(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         """Rewrite an epoch-end loop state as the next epoch's start, and rewind the loggers."""
-        fit_loop = checkpoint.get("loops", {}).get("fit_loop")
-        if isinstance(fit_loop, MutableMapping) and saved_at_epoch_end(fit_loop):
+        fit_loop = fit_loop_state(checkpoint)
+        if fit_loop is not None and saved_at_epoch_end(fit_loop):
             as_next_epoch_start(fit_loop)
-            self._logging_step = fit_loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped")
-            log.debug("resuming at the start of epoch %d", fit_loop["epoch_progress"]["total"]["completed"])
+            self._logging_step = saved_logging_step(fit_loop)
+            log.debug("resuming at the epoch after global step %s", checkpoint.get("global_step"))
         step = int(checkpoint.get("global_step", 0))
         for logger in trainer.loggers:
             rewind = getattr(logger, "rewind", None)
@@ -90,5 +60,5 @@ class ExactResume(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         """At the first batch after an epoch-end resume, put back the loggers' step counter."""
         if self._logging_step is not None:
-            trainer.fit_loop.epoch_loop._batches_that_stepped = int(self._logging_step)
+            set_logging_step(trainer, self._logging_step)
             self._logging_step = None

@@ -47,14 +47,17 @@ def warmup_multistep(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     steps_per_epoch: float | None,
-    unit: str = "step",
-    warmup: float = 0,
-    warmup_factor: float = 0.001,
-    milestones: Sequence[float] = (),
+    *,
+    unit: str,
+    warmup: float,
+    warmup_factor: float,
+    milestones: Sequence[float],
     gamma: float = 0.1,
 ) -> LRScheduler:
     """Return the detectron/maskrcnn-benchmark schedule: a linear warmup, then the lr times `gamma` at
-    every milestone (milestones count from the start of the run, as in the paper's 1x schedule)."""
+    every milestone (milestones count from the start of the run, as in the paper's 1x schedule).
+
+    No default but `gamma`'s: msr/conf/schedule/ holds each schedule's values."""
     warmup_steps = to_steps(warmup, unit, steps_per_epoch)
     steps = sorted(to_steps(m, unit, steps_per_epoch) for m in milestones)
     decay = MultiStepLR(optimizer, milestones=[max(m - warmup_steps, 0) for m in steps], gamma=gamma)
@@ -68,13 +71,16 @@ def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     steps_per_epoch: float | None,
-    unit: str = "step",
-    warmup: float = 0,
-    warmup_factor: float = 0.001,
-    min_lr_factor: float = 0.0,
+    *,
+    unit: str,
+    warmup: float,
+    warmup_factor: float,
+    min_lr_factor: float,
 ) -> LRScheduler:
     """Return a linear warmup, then a cosine from the lr to `min_lr_factor` x lr over the remaining steps of
-    the run; steps beyond `total_steps` (a resumed run given more steps) stay at that floor."""
+    the run; steps beyond `total_steps` (a resumed run given more steps) stay at that floor.
+
+    No defaults: msr/conf/schedule/ holds each schedule's values."""
     warmup_steps = to_steps(warmup, unit, steps_per_epoch)
     decay_steps = max(int(total_steps) - warmup_steps, 1)
     lr = optimizer.param_groups[0]["lr"]

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from msr.compat import cached_experiment, set_cached_experiment
 from msr.distributed import get_rank
 from msr.files import write_text_atomic
 
@@ -229,7 +230,7 @@ def wandb_loggers(loggers: Sequence[Any]) -> list[Any]:
 def finish_wandb(loggers: Sequence[Any]) -> None:
     """Finish the W&B runs of `loggers` (rank 0), so the next job of a multirun starts its own run."""
     for logger in wandb_loggers(loggers):
-        run = getattr(logger, "_experiment", None)
+        run = cached_experiment(logger)
         if run is not None:
             run.finish()
-            logger._experiment = None
+            set_cached_experiment(logger, None)

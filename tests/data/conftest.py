@@ -17,7 +17,10 @@ from msr.data.synthetic import SyntheticCoco, write_synthetic_coco
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCoco:
     """A tiny synthetic COCO set: 8 train and 4 val pictures of 64 px."""
     root = tmp_path_factory.mktemp("synthetic") / "set"
-    return write_synthetic_coco(root, num_train=8, num_val=4, image_size=64, seed=3)
+    # the crowded set these tests were written against (synthetic_params' defaults make 1-4 larger objects)
+    return write_synthetic_coco(
+        root, num_train=8, num_val=4, image_size=64, seed=3, max_objects=6, min_object_size=0.15
+    )
 
 
 def write_image(path: Path, height: int, width: int, value: int = 128) -> Path:

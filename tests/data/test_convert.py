@@ -16,6 +16,15 @@ from msr.data.convert import masks_to_coco
 from msr.data.datamodules import CocoDataModule
 from msr.errors import DatasetError
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 
 def test_balloon_converts_and_loads(balloon_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "balloon_train.json"
@@ -49,7 +58,7 @@ def test_balloon_through_the_datamodule(balloon_dir: Path, tmp_path: Path) -> No
         train_ann=str(tmp_path / "train.json"),
         val_images=str(balloon_dir / "val"),
         val_ann=str(tmp_path / "val.json"),
-        batch_size=2,
+        **LOADER,
         min_size=128,
         max_size=192,
     )

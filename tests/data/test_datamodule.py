@@ -17,10 +17,21 @@ from msr.errors import DatasetError
 
 TINY = {"num_train": 10, "num_val": 5, "image_size": 64}
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 
 @pytest.fixture
 def synthetic_dm(tmp_path: Path) -> SyntheticDataModule:
-    dm = SyntheticDataModule(**TINY, cache_dir=str(tmp_path / "cache"), batch_size=4, eval_batch_size=2)
+    dm = SyntheticDataModule(
+        **TINY, **{**LOADER, "batch_size": 4, "eval_batch_size": 2}, cache_dir=str(tmp_path / "cache")
+    )
     dm.prepare_data()
     return dm
 
@@ -51,7 +62,8 @@ def test_train_and_val_batches(synthetic_dm: SyntheticDataModule) -> None:
 
 def test_multiscale_resize_and_workers(tmp_path: Path) -> None:
     dm = SyntheticDataModule(
-        **TINY, cache_dir=str(tmp_path / "cache"), batch_size=2, num_workers=1, min_size=[32, 48], max_size=80
+        **TINY, **{**LOADER, "num_workers": 1}, cache_dir=str(tmp_path / "cache"), min_size=[32, 48],
+        max_size=80,
     )
     dm.setup("fit")
     sizes = {tuple(image.shape[1:]) for images, _ in dm.train_dataloader() for image in images}
@@ -79,7 +91,7 @@ def test_coco2017_layout_names_missing_paths(tmp_path: Path) -> None:
         coco2017_paths(tmp_path)
     assert "val2017" in str(info.value) and "instances_train2017.json" in str(info.value)
     with pytest.raises(DatasetError, match=r"val2017"):
-        Coco2017DataModule(root=str(tmp_path)).setup("fit")
+        Coco2017DataModule(root=str(tmp_path), **LOADER).setup("fit")
 
 
 def test_plain_paths_and_category_checks(tiny_synthetic, tmp_path: Path) -> None:
@@ -88,7 +100,7 @@ def test_plain_paths_and_category_checks(tiny_synthetic, tmp_path: Path) -> None
         train_ann=str(tiny_synthetic.train_ann),
         val_images=str(tiny_synthetic.val_images),
         val_ann=str(tiny_synthetic.val_ann),
-        batch_size=3,
+        **{**LOADER, "batch_size": 3},
         aspect_ratio_grouping=False,
     )
     assert dm.num_classes == 7 and dm.label_to_cat_id == {i: i for i in range(1, 7)}  # read from val JSON
@@ -104,6 +116,7 @@ def test_plain_paths_and_category_checks(tiny_synthetic, tmp_path: Path) -> None
         train_ann=str(tiny_synthetic.train_ann),
         val_images=str(tiny_synthetic.val_images),
         val_ann=str(renamed),
+        **LOADER,
     )
     with pytest.raises(DatasetError, match=r"renamed\.json.*categories differ"):
         mismatched.setup("fit")
@@ -119,7 +132,7 @@ def test_hydra_instantiates_from_plain_config(tmp_path: Path) -> None:
             **TINY,
             "data_seed": 1,
             "cache_dir": str(tmp_path / "cache"),
-            "batch_size": 2,
+            **LOADER,
             "min_size": [48, 64],
         }
     )

@@ -13,6 +13,15 @@ import torch.multiprocessing as mp
 
 from msr.data.datamodules import SyntheticDataModule
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -24,7 +33,9 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
     torch.set_num_threads(1)  # forked from a process whose thread pools may be running
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        dm = SyntheticDataModule(num_train=20, num_val=5, image_size=32, cache_dir=root, batch_size=3)
+        dm = SyntheticDataModule(
+            num_train=20, num_val=5, image_size=32, cache_dir=root, **{**LOADER, "batch_size": 3}
+        )
         dm.setup("fit")
         loader = dm.train_dataloader()
         epochs = []
@@ -41,7 +52,9 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
 @pytest.mark.slow
 def test_two_ranks_get_disjoint_equal_shards(tmp_path: Path) -> None:
     # generate once up front, as prepare_data would on rank 0
-    SyntheticDataModule(num_train=20, num_val=5, image_size=32, cache_dir=str(tmp_path)).prepare_data()
+    SyntheticDataModule(
+        num_train=20, num_val=5, image_size=32, cache_dir=str(tmp_path), **LOADER
+    ).prepare_data()
     # fork (not spawn): the children reuse the imported modules, seconds instead of tens of seconds
     mp.start_processes(
         _worker, args=(_free_port(), str(tmp_path), str(tmp_path)), nprocs=2, start_method="fork"

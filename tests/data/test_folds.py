@@ -11,6 +11,15 @@ from msr.data.datamodules import CocoDataModule, ViaDataModule
 from msr.data.folds import pooled_pictures, split_fold, write_fold_files
 from msr.errors import DatasetError
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 CATEGORIES = [{"id": 1, "name": "balloon"}]
 
 
@@ -50,9 +59,9 @@ def test_every_picture_is_in_exactly_one_val_fold_with_its_annotations(tmp_path:
 
 def test_bad_folds_and_mismatched_categories_are_named(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="data.folds=1: k-fold cross-validation needs at least 2 folds"):
-        CocoDataModule(folds=1)
+        CocoDataModule(folds=1, **LOADER)
     with pytest.raises(DatasetError, match=r"data.fold=5: must be between 0 and data.folds - 1 = 4"):
-        CocoDataModule(folds=5, fold=5)
+        CocoDataModule(folds=5, fold=5, **LOADER)
     other = {**split(3, "v"), "categories": [{"id": 1, "name": "kite"}]}
     with pytest.raises(DatasetError, match="different categories"):
         pooled_pictures([(split(3, "t"), "train"), (other, "val")])
@@ -77,7 +86,9 @@ def test_balloon_folds_cover_all_74_pictures(balloon_dir: Path, tmp_path: Path, 
     monkeypatch.setenv("MSR_CACHE_DIR", str(tmp_path))
     sizes, val_files = [], set()
     for fold in range(5):
-        module = ViaDataModule(root=str(balloon_dir), category="balloon", batch_size=1, folds=5, fold=fold)
+        module = ViaDataModule(
+            root=str(balloon_dir), category="balloon", **{**LOADER, "batch_size": 1}, folds=5, fold=fold
+        )
         module.prepare_data()
         module.setup("fit")
         sizes.append((len(module.train_dataset), len(module.val_dataset)))

@@ -19,6 +19,15 @@ from msr.data.datamodules import CocoDataModule
 from msr.data.image_io import STORED, load_rgb_image, read_image_size, read_picture_header
 from msr.errors import ConfigError, DatasetError
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 HEIGHT, WIDTH = 24, 40  # of the upright picture
 #: The region drawn on the upright picture: a bright rectangle (VIA pixel indices x, y, width, height).
 RECT = (4, 6, 12, 8)
@@ -135,7 +144,9 @@ def test_a_coco_file_of_stored_pictures_reads_as_stored(tmp_path: Path) -> None:
         image, target = dataset[index]
         (mask,) = target["masks"].bool()
         assert image.mean(dim=0)[mask].mean() > 0.9  # the box of the bright pixels, as stored
-    upright = CocoDataModule(val_images=str(tmp_path / "photos"), val_ann=str(ann), exif_orientation="apply")
+    upright = CocoDataModule(
+        val_images=str(tmp_path / "photos"), val_ann=str(ann), exif_orientation="apply", **LOADER
+    )
     with pytest.raises(DatasetError, match=r"orientation 5 .*set data\.exif_orientation=ignore \(now apply"):
         upright.setup("validate")
 
@@ -144,7 +155,7 @@ def test_the_wrong_reading_of_a_quarter_turn_names_the_option(tmp_path: Path, ca
     via = _via_set(tmp_path / "photos")
     out = tmp_path / "coco.json"
     assert main(["via", str(via), "--out", str(out)]) == 0
-    paths = {"val_images": str(tmp_path / "photos"), "val_ann": str(out)}
+    paths = {"val_images": str(tmp_path / "photos"), "val_ann": str(out), **LOADER}
     with pytest.raises(DatasetError) as wrong:
         CocoDataModule(**paths, exif_orientation="ignore").setup("validate")
     assert str(wrong.value) == (

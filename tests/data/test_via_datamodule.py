@@ -9,9 +9,18 @@ import pytest
 from msr.data.datamodules import ViaDataModule
 from msr.errors import DatasetError
 
+#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
+LOADER = {
+    "batch_size": 2,
+    "eval_batch_size": None,
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+}
+
 
 def test_balloon_converts_once_and_loads(balloon_dir: Path, tmp_path: Path) -> None:
-    module = ViaDataModule(root=str(balloon_dir), category="balloon", cache_dir=str(tmp_path), batch_size=2)
+    module = ViaDataModule(root=str(balloon_dir), category="balloon", cache_dir=str(tmp_path), **LOADER)
     assert module.num_classes == 2 and module.class_names == ["__background__", "balloon"]
     module.prepare_data()
     module.setup("fit")
@@ -19,7 +28,7 @@ def test_balloon_converts_once_and_loads(balloon_dir: Path, tmp_path: Path) -> N
     converted = sorted(tmp_path.glob("*.json"))
     assert [p.name.split("_")[0] for p in converted] == ["train", "val"]
     stamps = [p.stat().st_mtime_ns for p in converted]
-    again = ViaDataModule(root=str(balloon_dir), category="balloon", cache_dir=str(tmp_path))
+    again = ViaDataModule(root=str(balloon_dir), category="balloon", cache_dir=str(tmp_path), **LOADER)
     again.setup("fit")
     assert sorted(tmp_path.glob("*.json")) == converted  # reused, not rewritten
     assert [p.stat().st_mtime_ns for p in converted] == stamps
@@ -30,11 +39,13 @@ def test_balloon_converts_once_and_loads(balloon_dir: Path, tmp_path: Path) -> N
 def test_missing_via_file_names_it(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     (tmp_path / "val").mkdir()
-    module = ViaDataModule(root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    module = ViaDataModule(
+        root=str(tmp_path), category="balloon", cache_dir=str(tmp_path / "cache"), **LOADER
+    )
     with pytest.raises(DatasetError, match=r"VIA annotation file not found: .*train/via_region_data.json"):
         module.setup("fit")
 
 
 def test_needs_root_or_both_folders() -> None:
     with pytest.raises(DatasetError, match="needs root, or both train_dir and val_dir"):
-        ViaDataModule(train_dir="somewhere")
+        ViaDataModule(train_dir="somewhere", category="balloon", **LOADER)

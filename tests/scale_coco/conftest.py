@@ -22,7 +22,9 @@ def coco_fixture(coco_fixture_images: Path, coco_fixture_json: Path) -> tuple[Pa
 @pytest.fixture(scope="session")
 def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCoco:
     """A tiny synthetic set (compressed-RLE masks): 8 train and 4 val pictures of 64 px."""
-    return write_synthetic_coco(tmp_path_factory.mktemp("synthetic") / "set", num_train=8, num_val=4, seed=5)
+    # the crowded set these tests were written against (synthetic_params' defaults make 1-4 larger objects)
+    root = tmp_path_factory.mktemp("synthetic") / "set"
+    return write_synthetic_coco(root, num_train=8, num_val=4, seed=5, max_objects=6, min_object_size=0.15)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ class Recorder(EvaluationCallback):
 def test_validation_hands_its_one_forward_pass_to_files_and_figures(tmp_path):
     data = SyntheticDataModule(
         num_train=2, num_val=3, image_size=64, cache_dir=str(tmp_path / "cache"), batch_size=2,
-        eval_batch_size=2, num_workers=0,
+        eval_batch_size=2, num_workers=0, pin_memory=False, persistent_workers=False,
     )
     torch.manual_seed(0)
     module = MSRModule(

@@ -35,7 +35,7 @@ def test_lr_is_given_per_16_images():
 
 def test_warmup_then_steps():
     schedule = partial(
-        warmup_multistep, total_steps=100, steps_per_epoch=1, warmup=10, warmup_factor=0.1,
+        warmup_multistep, total_steps=100, steps_per_epoch=1, unit="step", warmup=10, warmup_factor=0.1,
         milestones=[50, 80],
     )
     f = factors(schedule, 100)
@@ -56,7 +56,13 @@ def test_warmup_and_milestones_in_epochs():
 
 
 def test_cosine_reaches_the_floor():
-    f = factors(partial(warmup_cosine, total_steps=100, steps_per_epoch=1, min_lr_factor=0.02), 151)
+    f = factors(
+        partial(
+            warmup_cosine, total_steps=100, steps_per_epoch=1, unit="step", warmup=0, warmup_factor=0.001,
+            min_lr_factor=0.02,
+        ),
+        151,
+    )
     assert f[0] == pytest.approx(1.0)
     assert f[50] == pytest.approx(0.02 + 0.98 * 0.5)
     assert f[100] == f[150] == pytest.approx(0.02)
@@ -65,7 +71,13 @@ def test_cosine_reaches_the_floor():
 
 def test_unknown_unit_is_an_error():
     with pytest.raises(ConfigError, match="unit must be one of step, epoch, got 'week'"):
-        factors(partial(warmup_cosine, total_steps=10, steps_per_epoch=1, unit="week", warmup=1), 1)
+        factors(
+            partial(
+                warmup_cosine, total_steps=10, steps_per_epoch=1, unit="week", warmup=1, warmup_factor=0.1,
+                min_lr_factor=0.0,
+            ),
+            1,
+        )
 
 
 def test_optimizer_without_lr_is_an_error():
@@ -98,7 +110,8 @@ def test_frozen_parameters_are_not_optimized():
 
 def test_warmup_then_cosine_over_the_remaining_steps():
     schedule = partial(
-        warmup_cosine, total_steps=110, steps_per_epoch=1, warmup=10, warmup_factor=0.1, min_lr_factor=0.0
+        warmup_cosine, total_steps=110, steps_per_epoch=1, unit="step", warmup=10, warmup_factor=0.1,
+        min_lr_factor=0.0,
     )
     f = factors(schedule, 130)
     assert f[0] == pytest.approx(0.1) and f[5] == pytest.approx(0.55) and f[10] == pytest.approx(1.0)
@@ -109,7 +122,8 @@ def test_warmup_then_cosine_over_the_remaining_steps():
 def test_schedules_resume_from_their_state():
     """A resumed run (Lightning restores the scheduler's state_dict) continues the same lr sequence."""
     make = partial(
-        warmup_cosine, total_steps=40, steps_per_epoch=1, warmup=5, warmup_factor=0.1, min_lr_factor=0.05
+        warmup_cosine, total_steps=40, steps_per_epoch=1, unit="step", warmup=5, warmup_factor=0.1,
+        min_lr_factor=0.05,
     )
     full = factors(make, 40)
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)

@@ -65,6 +65,10 @@ class CocoDataModule(pl.LightningDataModule):
     few images to even out ranks, so evaluation must deduplicate by ``image_id``. The predict
     loader shards without repeats.
 
+    The loader settings (``batch_size``, ``eval_batch_size``: None for ``batch_size``, ``num_workers``,
+    ``pin_memory``, ``persistent_workers``) have no defaults here: msr/conf/data/_loader.yaml and the data
+    choices hold them.
+
     Resizing is optional: ``min_size`` (int or list for multi-scale training) and ``max_size`` for
     training, ``eval_min_size`` (with ``max_size``) for val/test/predict; ``None`` leaves pictures at
     their size (the torchvision model resizes internally and maps predictions back).
@@ -83,11 +87,12 @@ class CocoDataModule(pl.LightningDataModule):
         test_images: str | None = None,
         test_ann: str | None = None,
         predict_images: str | None = None,
-        batch_size: int = 2,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
+        *,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
         min_size: int | Sequence[int] | None = None,
         max_size: int | None = None,
         eval_min_size: int | None = None,

@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from msr.data.datamodules.coco import CocoDataModule
 from msr.data.synthetic import CATEGORY_NAMES, SyntheticCoco, generate_synthetic_coco, synthetic_params
 
+#: The generator's defaults, taken from ``synthetic_params`` (their one place in Python).
+GENERATOR_DEFAULTS: dict[str, Any] = {
+    name: parameter.default for name, parameter in inspect.signature(synthetic_params).parameters.items()
+}
+
 
 class SyntheticDataModule(CocoDataModule):
     """``CocoDataModule`` over the embedded synthetic shapes set, generated on first use and cached.
 
-    The generator arguments are those of ``synthetic_params`` (its ``seed`` is ``data_seed`` here,
-    ``seed`` being the loader's shuffle seed); ``cache_dir`` defaults to ``$MSR_CACHE_DIR`` or
-    ``~/.cache/msr``. Other keyword arguments go to ``CocoDataModule`` (the test split is val).
+    The generator arguments and their defaults are those of ``synthetic_params`` (its ``seed`` is
+    ``data_seed`` here, ``seed`` being the loader's shuffle seed); ``cache_dir`` defaults to
+    ``$MSR_CACHE_DIR`` or ``~/.cache/msr``. Other keyword arguments go to ``CocoDataModule`` (the test
+    split is val).
     """
 
     def __init__(
         self,
-        num_train: int = 2000,
-        num_val: int = 200,
-        image_size: int | Sequence[int] = 128,
-        min_objects: int = 1,
-        max_objects: int = 4,
-        min_object_size: float = 0.25,
-        max_object_size: float = 0.6,
-        min_visible_fraction: float = 0.25,
-        min_visible_area: int = 16,
-        data_seed: int = 0,
+        num_train: int = GENERATOR_DEFAULTS["num_train"],
+        num_val: int = GENERATOR_DEFAULTS["num_val"],
+        image_size: int | Sequence[int] = GENERATOR_DEFAULTS["image_size"],
+        min_objects: int = GENERATOR_DEFAULTS["min_objects"],
+        max_objects: int = GENERATOR_DEFAULTS["max_objects"],
+        min_object_size: float = GENERATOR_DEFAULTS["min_object_size"],
+        max_object_size: float = GENERATOR_DEFAULTS["max_object_size"],
+        min_visible_fraction: float = GENERATOR_DEFAULTS["min_visible_fraction"],
+        min_visible_area: int = GENERATOR_DEFAULTS["min_visible_area"],
+        data_seed: int = GENERATOR_DEFAULTS["seed"],
         cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:

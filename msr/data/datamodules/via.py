@@ -21,7 +21,8 @@ class ViaDataModule(CocoDataModule):
     """``CocoDataModule`` over VIA-annotated folders (e.g. Matterport's balloon set).
 
     ``train_dir`` and ``val_dir`` (default ``root/train`` and ``root/val``) each hold the pictures
-    and ``annotation`` (a VIA JSON). On first use each file is converted to COCO (``via_to_coco``)
+    and ``annotation`` (a VIA JSON) whose regions are all of one ``category`` (its name; no default:
+    data/balloon.yaml names its set's). On first use each file is converted to COCO (``via_to_coco``)
     into ``cache_dir`` (default ``$MSR_CACHE_DIR/via`` or ``~/.cache/msr/via``), under a name that
     changes whenever the VIA file changes, and the converted files are reused afterwards. The converted
     files give the upright sizes of pictures with an EXIF orientation and say so, so that with
@@ -34,7 +35,8 @@ class ViaDataModule(CocoDataModule):
         train_dir: str | None = None,
         val_dir: str | None = None,
         annotation: str = "via_region_data.json",
-        category: str = "object",
+        *,
+        category: str,
         category_attribute: str | None = None,
         cache_dir: str | None = None,
         **kwargs: Any,

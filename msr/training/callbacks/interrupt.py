@@ -10,6 +10,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from msr.compat import training_state
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ class InterruptCheckpoint(pl.Callback):
         if not self.on_error or trainer.global_step == 0 or isinstance(exception, KeyboardInterrupt):
             return
         try:  # no trainer.save_checkpoint: its barrier would wait for ranks that did not fail
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            checkpoint = training_state(trainer)
             trainer.strategy.save_checkpoint(checkpoint, self.path)
         except Exception as err:  # the state the error left cannot be saved: keep the earlier checkpoint
             log.warning("could not save the training state after the error (%s)", err)
