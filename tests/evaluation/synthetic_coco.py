@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import torch
+from support.masks import rle_of
 
 # non-contiguous COCO category ids, as in real COCO
 CATEGORIES = ({"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 11, "name": "traffic light"})
@@ -22,13 +22,6 @@ def rect_mask(h: int, w: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     m = np.zeros((h, w), dtype=bool)
     m[y0:y1, x0:x1] = True
     return m
-
-
-def rle_of(mask: np.ndarray) -> dict[str, Any]:
-    """Return the compressed RLE (str counts) of one [h, w] bool mask."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 def annotation(ann_id: int, image_id: int, cat_id: int, h: int, w: int, box: tuple, crowd: int = 0) -> dict:

@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 from robust_cli import MODEL, SIZE, custom_data, tiny_coco, unwritable_folder
+from support.masks import rle_of
 
 TRAIN = [*MODEL, "schedule=cpu_tiny"]
 
 
 def _rle(height: int, width: int) -> dict:
     """Return the JSON-ready compressed RLE of a filled square in a height x width picture."""
-    mask = np.zeros((height, width), dtype=np.uint8, order="F")
-    mask[8:40, 8:40] = 1
-    rle = mask_utils.encode(mask)
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+    mask = np.zeros((height, width), dtype=bool)
+    mask[8:40, 8:40] = True
+    return rle_of(mask)
 
 
 def _train(name: str, root: Path, data: list[str], *extra: str, env: dict | None = None) -> dict:
