@@ -48,6 +48,12 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
         from hydra.errors import CompactHydraException
         from omegaconf.errors import OmegaConfBaseException
 
+        from msr.cli.typos import override_error_message
+
+        typo = override_error_message(err, program) if not asked else None
+        if typo is not None:  # a misspelt key, group or choice: one line with the closest names
+            print(f"{program}: error: {typo}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
         if isinstance(err, CompactHydraException) and not asked:  # a bad override or choice: Hydra's words
             cause = f"\n{err.__cause__}" if isinstance(err.__cause__, OmegaConfBaseException) else ""
             print(f"{program}: error: {err}{cause}", file=sys.stderr)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msr.cli.common import CONFIG_DIR, run_dir, to_dict
 from msr.cli.entry import run_entry, user_errors
+from msr.cli.typos import check_job_overrides
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
@@ -117,6 +118,7 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run msr-eval for `cfg`; return the metrics and print the summary table."""
+    check_job_overrides(cfg, "msr-eval")
     folder = run_dir()
     with hold_folder(folder, "msr-eval"):  # one run per folder: a second one stops with one line
         metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msr.cli.common import CONFIG_DIR, run_dir
 from msr.cli.entry import run_entry, user_errors
+from msr.cli.typos import check_job_overrides
 from msr.errors import ConfigError
 from msr.run_lock import hold_folder
 from msr.training.assembly import build_callbacks
@@ -38,6 +39,7 @@ REQUIRED = {
 
 def predict(cfg: DictConfig) -> Path:
     """Run msr-predict for `cfg`; return the run folder holding the JSON files and overlays."""
+    check_job_overrides(cfg, "msr-predict")
     missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key) or not cfg[key]]
     if missing:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")

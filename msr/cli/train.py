@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict
 from msr.cli.ddp import ddp_job_scope
 from msr.cli.entry import run_entry, sigterm_exit, user_errors
+from msr.cli.typos import check_job_overrides
 from msr.distributed import wait_for_children
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
@@ -50,6 +51,7 @@ def train(cfg: DictConfig) -> float | None:
     a frozen trunk, alone or, in a sweep, in one pass with the jobs that share that trunk. Under DDP every
     rank runs this; only rank 0 writes the run's files and prints the table.
     """
+    check_job_overrides(cfg, "msr-train")
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
     if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
         from msr.studies.head_stage import run_head_only_job
