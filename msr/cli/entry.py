@@ -89,19 +89,22 @@ def user_errors(program: str) -> Iterator[None]:
 def sigterm_exit(program: str) -> Iterator[None]:
     """Within this block, a run that Lightning stopped on SIGTERM (after writing its checkpoint, see
     msr.training.callbacks.interrupt) says so in one line and exits with status `EXIT_SIGTERM` (143),
-    not 0."""
+    not 0; a run stopped by a first Ctrl-C (handled as SIGTERM) says Ctrl-C and exits with status 130."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from msr.training.callbacks import ctrl_c
 
     try:
         yield
     except SIGTERMException:
+        cause, status = ("Ctrl-C", ctrl_c.EXIT_CTRL_C) if ctrl_c.pressed() else ("SIGTERM", EXIT_SIGTERM)
         line = (
-            f"{program}: stopped by SIGTERM (exit status {EXIT_SIGTERM}); the training state is saved: "
+            f"{program}: stopped by {cause} (exit status {status}); the training state is saved: "
             f"to resume, run the same command with ckpt_path=auto hydra.run.dir={run_dir()}"
         )
         print(line, file=sys.stderr)
         log_to_files(line, level=logging.WARNING)
-        raise SystemExit(EXIT_SIGTERM) from None
+        raise SystemExit(status) from None
 
 
 def fail(program: str, message: str, err: BaseException | None = None) -> NoReturn:
