@@ -38,6 +38,7 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
     Hydra is asked to raise what fails before the job starts (HYDRA_FULL_ERROR=1 until the job starts,
     see `user_errors`), so that such errors are printed here as one line.
     """
+    quiet_lightning_tips()
     asked = user_asked_full_error()
     if not asked:
         os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -105,6 +106,19 @@ def sigterm_exit(program: str) -> Iterator[None]:
         print(line, file=sys.stderr)
         log_to_files(line, level=logging.WARNING)
         raise SystemExit(status) from None
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """Return False for Lightning's advertising tips ("💡 Tip: ..."), which say nothing about the run."""
+    return not str(record.msg).lstrip().startswith("💡 Tip")
+
+
+def quiet_lightning_tips() -> None:
+    """Keep Lightning's tips out of the console and the log files (a filter on its rank-zero loggers)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _not_a_tip not in logger.filters:
+            logger.addFilter(_not_a_tip)
 
 
 def fail(program: str, message: str, err: BaseException | None = None) -> NoReturn:

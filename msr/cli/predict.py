@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, run_dir
+from msr.cli.common import CONFIG_DIR, output_line, run_dir, say
 from msr.cli.entry import run_entry, user_errors
 from msr.cli.typos import check_job_overrides
 from msr.errors import ConfigError
@@ -45,6 +45,7 @@ def predict(cfg: DictConfig) -> Path:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
     pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
+    say(f"msr-predict: run folder {folder}")
     with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
         module = load_module(cfg.ckpt_path, trust_pickle=cfg.trust_pickle)
         datamodule = instantiate(cfg.data, _convert_="all")
@@ -59,7 +60,8 @@ def predict(cfg: DictConfig) -> Path:
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point of msr-predict."""
     with user_errors("msr-predict"):
-        predict(cfg)
+        folder = predict(cfg)
+    say(output_line("msr-predict", folder))
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict
+from msr.cli.common import CONFIG_DIR, check_config_values, output_line, run_dir, say, to_dict
 from msr.cli.ddp import ddp_job_scope
 from msr.cli.entry import run_entry, sigterm_exit, user_errors
 from msr.cli.typos import check_job_overrides
-from msr.distributed import wait_for_children
+from msr.distributed import get_rank, wait_for_children
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
 from msr.layout import RunLayout
@@ -53,6 +53,8 @@ def train(cfg: DictConfig) -> float | None:
     """
     check_job_overrides(cfg, "msr-train")
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
+    if get_rank() == 0:
+        say(f"msr-train: run folder {run_dir()}")
     if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
         from msr.studies.head_stage import run_head_only_job
 
@@ -108,7 +110,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
         return None
     metrics = module.last_evaluation.result.metrics
     if trainer.is_global_zero:
-        print(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
+        say(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
     value = metrics.get(cfg.optimized_metric.removeprefix("val/"))
     return float(value) if value is not None else None  # NaN tells a sweeper the trial failed
 
@@ -117,7 +119,10 @@ def train_job(cfg: DictConfig) -> float | None:
     """Run one msr-train job (`train` with its errors as one line, SIGTERM as exit status 143); return the
     optimized metric for sweepers. Hydra's task function, also of the trunks the head-only protocol trains."""
     with user_errors("msr-train"), sigterm_exit("msr-train"):
-        return train(cfg)
+        value = train(cfg)
+    if get_rank() == 0:
+        say(output_line("msr-train", run_dir()))
+    return value
 
 
 hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(train_job)

@@ -112,6 +112,7 @@ def failures(tmp_path_factory, cli_env) -> dict[str, dict]:
         "misspelt": ["data.num_trian=3"],
         "mandatory": ["data=coco"],
         "missing path": ["data=coco", f"data.root={root / 'no_coco_here'}"],
+        "no validation": [*TINY, "schedule=cpu_tiny", "schedule.max_steps=2", "final_eval=false"],
     }
     runs = {name: root / name.replace(" ", "_") for name in overrides}
     cases = [train_case(name, *argv, f"hydra.run.dir={runs[name]}") for name, argv in overrides.items()]
@@ -124,6 +125,18 @@ def test_misspelt_override_fails_before_any_work(failures):
     assert case["rc"] != 0
     assert "num_trian" in case["stderr"] and "Traceback" not in case["stderr"]
     assert not (case["run"] / "checkpoints").exists()
+
+
+def test_a_run_without_validation_says_where_its_outputs_are_without_false_alarms(failures):
+    case = failures["no validation"]
+    assert case["rc"] == 0, case["stderr"][-3000:]
+    lines = [line for line in case["stdout"].splitlines() if line.strip()]
+    assert lines[0] == f"msr-train: run folder {case['run']}"
+    assert lines[-1].startswith(f"msr-train: done; outputs in {case['run']}: checkpoints/last.ckpt, ")
+    assert "train.log" in lines[-1] and lines[-1] in (case["run"] / "train.log").read_text()
+    output = case["stdout"] + case["stderr"]
+    assert "monitored key" not in output and "💡" not in output
+    assert not (case["run"] / "checkpoints" / "best.ckpt").exists()
 
 
 def test_missing_mandatory_value_names_the_key(failures):
