@@ -55,6 +55,8 @@ def train(cfg: DictConfig) -> float | None:
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
     if get_rank() == 0:
         say(f"msr-train: run folder {run_dir()}")
+        if hint := sizing_hint(cfg):
+            log.warning(hint)
     if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
         from msr.studies.head_stage import run_head_only_job
 
@@ -62,6 +64,29 @@ def train(cfg: DictConfig) -> float | None:
     folder = run_dir()
     with hold_run_folder(folder, resuming=is_resuming(cfg.ckpt_path, folder), overwrite=bool(cfg.overwrite)):
         return train_end_to_end(cfg)
+
+
+def sizing_hint(cfg: DictConfig) -> str | None:
+    """Return one line when a real data set runs the COCO-sized model on a CPU without a recipe (None: not).
+
+    `data=balloon` alone keeps the defaults made for COCO (800 px pictures, a 47 M parameter detector):
+    hours on a CPU, and a loss that diverges at the quickstart's learning rate; the recipe sized for it is
+    `experiment=balloon_cpu_study`.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choices = HydraConfig.get().runtime.choices
+    on_cpu = cfg.trainer.get("accelerator") == "cpu"
+    if choices.get("data") != "balloon" or choices.get("experiment") or not on_cpu:
+        return None
+    if cfg.model.min_size < 800:
+        return None
+    return (
+        f"data=balloon without an experiment trains the COCO-sized model ({cfg.model.min_size} px pictures); "
+        "on a CPU use experiment=balloon_cpu_study (ResNet-18 FPN, 320 px, sized for 2 cores)"
+    )
 
 
 def train_end_to_end(cfg: DictConfig) -> float | None:

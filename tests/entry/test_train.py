@@ -112,6 +112,7 @@ def failures(tmp_path_factory, cli_env) -> dict[str, dict]:
         "misspelt": ["data.num_trian=3"],
         "mandatory": ["data=coco"],
         "missing path": ["data=coco", f"data.root={root / 'no_coco_here'}"],
+        "balloon alone": ["data=balloon", f"data.root={root / 'no_balloon_here'}"],
         "no validation": [*TINY, "schedule=cpu_tiny", "schedule.max_steps=2", "final_eval=false"],
     }
     runs = {name: root / name.replace(" ", "_") for name in overrides}
@@ -137,6 +138,14 @@ def test_a_run_without_validation_says_where_its_outputs_are_without_false_alarm
     output = case["stdout"] + case["stderr"]
     assert "monitored key" not in output and "💡" not in output
     assert not (case["run"] / "checkpoints" / "best.ckpt").exists()
+
+
+def test_balloon_without_a_recipe_points_to_the_cpu_recipe(failures):
+    case = failures["balloon alone"]
+    assert case["rc"] == 2  # the folder does not exist: the hint comes before that error
+    hints = [line for line in case["stdout"].splitlines() if "without an experiment" in line]
+    assert len(hints) == 1 and "COCO-sized model (800 px" in hints[0]
+    assert "on a CPU use experiment=balloon_cpu_study" in hints[0]
 
 
 def test_missing_mandatory_value_names_the_key(failures):
