@@ -38,6 +38,11 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
     Hydra is asked to raise what fails before the job starts (HYDRA_FULL_ERROR=1 until the job starts,
     see `user_errors`), so that such errors are printed here as one line.
     """
+    from msr.cli.help import GROUPS, help_text, wants_help
+
+    if program in GROUPS and wants_help(sys.argv[1:]):  # msr's page, not Hydra's (that is --hydra-help)
+        print(help_text(program))
+        raise SystemExit(0)
     quiet_lightning_tips()
     asked = user_asked_full_error()
     if not asked:
@@ -91,13 +96,15 @@ def sigterm_exit(program: str) -> Iterator[None]:
     """Within this block, a run that Lightning stopped on SIGTERM (after writing its checkpoint, see
     msr.training.callbacks.interrupt) says so in one line and exits with status `EXIT_SIGTERM` (143),
     not 0; a run stopped by a first Ctrl-C (handled as SIGTERM) says Ctrl-C and exits with status 130."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    from msr.training.callbacks import ctrl_c
-
     try:
         yield
-    except SIGTERMException:
+    except SystemExit as err:  # Lightning's SIGTERMException is one; imported only here (a light start)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        from msr.training.callbacks import ctrl_c
+
+        if not isinstance(err, SIGTERMException):
+            raise
         cause, status = ("Ctrl-C", ctrl_c.EXIT_CTRL_C) if ctrl_c.pressed() else ("SIGTERM", EXIT_SIGTERM)
         line = (
             f"{program}: stopped by {cause} (exit status {status}); the training state is saved: "

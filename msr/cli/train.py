@@ -9,25 +9,21 @@ msr-train study=input_designs experiment=synthetic_cpu_study protocol=head_only 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from msr.cli.common import CONFIG_DIR, check_config_values, output_line, run_dir, say, to_dict
-from msr.cli.ddp import ddp_job_scope
 from msr.cli.entry import run_entry, sigterm_exit, user_errors
 from msr.cli.typos import check_job_overrides
-from msr.distributed import get_rank, wait_for_children
-from msr.evaluation.tables import metrics_table
-from msr.files import write_json_atomic
-from msr.layout import RunLayout
+from msr.distributed import get_rank
 from msr.run_lock import hold_run_folder, is_resuming
-from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
-from msr.training.checkpoints import check_resumable
-from msr.training.resume import ExactResume
-from msr.training.tracking import finish_wandb, run_metadata
+
+# Lightning, torch and the model are imported where a job starts working: the program names its run
+# folder (and refuses a typo) before loading them, and `--help` never does.
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +54,7 @@ def train(cfg: DictConfig) -> float | None:
         if hint := sizing_hint(cfg):
             log.warning(hint)
     if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
+        from msr.cli.ddp import ddp_job_scope
         from msr.studies.head_stage import run_head_only_job
 
         return run_head_only_job(cfg, task_function=train_job, ddp_scope=ddp_job_scope)
@@ -91,6 +88,19 @@ def sizing_hint(cfg: DictConfig) -> str | None:
 
 def train_end_to_end(cfg: DictConfig) -> float | None:
     """Train the whole detector of `cfg` and evaluate it; return the optimized metric (None: not computed)."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from msr.cli.ddp import ddp_job_scope
+    from msr.distributed import wait_for_children
+    from msr.evaluation.tables import metrics_table
+    from msr.files import write_json_atomic
+    from msr.layout import RunLayout
+    from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
+    from msr.training.checkpoints import check_resumable
+    from msr.training.resume import ExactResume
+    from msr.training.tracking import finish_wandb, run_metadata
+
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir()
     datamodule = instantiate(cfg.data, _convert_="all")

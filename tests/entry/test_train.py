@@ -148,6 +148,23 @@ def test_balloon_without_a_recipe_points_to_the_cpu_recipe(failures):
     assert "on a CPU use experiment=balloon_cpu_study" in hints[0]
 
 
+def test_help_pages_list_public_choices_examples_and_output(tmp_path, cli_env):
+    cases = [
+        {"name": name, "program": program, "argv": ["--help"]}
+        for name, program in (("msr-train", "train"), ("msr-eval", "evaluate"), ("msr-predict", "predict"))
+    ]
+    pages = run_batch(cases, cli_env, tmp_path)
+    for name, page in pages.items():
+        text = page["stdout"]
+        assert page["rc"] == 0 and text.startswith(f"{name}: ") and "powered by Hydra" not in text
+        assert "_loader" not in text and "_resnet_fpn" not in text  # no private configs
+        assert text.count(f"\n  {name} ") == 3 and "Output: outputs/" in text and "README.md" in text
+        assert max(len(line) for line in text.splitlines()) <= 100
+    train = pages["msr-train"]["stdout"]
+    assert "data: balloon, coco, custom, synthetic\n" in train and "callbacks: default\n" in train
+    assert "data: balloon, checkpoint, coco, custom, synthetic\n" in pages["msr-eval"]["stdout"]
+
+
 def test_missing_mandatory_value_names_the_key(failures):
     case = failures["mandatory"]
     assert case["rc"] != 0
