@@ -18,8 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from msr.cli.common import CONFIG_DIR, output_line, run_dir, say
@@ -27,8 +25,6 @@ from msr.cli.entry import run_entry, user_errors
 from msr.cli.typos import check_job_overrides
 from msr.errors import ConfigError
 from msr.run_lock import hold_folder
-from msr.training.assembly import build_callbacks
-from msr.training.checkpoints import load_module
 
 #: What msr-predict needs from the command line, and how to give it.
 REQUIRED = {
@@ -43,9 +39,15 @@ def predict(cfg: DictConfig) -> Path:
     missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key) or not cfg[key]]
     if missing:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
-    pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
     say(f"msr-predict: run folder {folder}")
+    import lightning.pytorch as pl  # here: the folder is named before Lightning and torch load
+    from hydra.utils import instantiate
+
+    from msr.training.assembly import build_callbacks
+    from msr.training.checkpoints import load_module
+
+    pl.seed_everything(cfg.seed, verbose=False)
     with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
         module = load_module(cfg.ckpt_path, trust_pickle=cfg.trust_pickle)
         datamodule = instantiate(cfg.data, _convert_="all")
