@@ -146,6 +146,8 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
     metrics = module.last_evaluation.result.metrics
     if trainer.is_global_zero:
         say(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
+        summary = {"name": cfg.name, "global_step": trainer.global_step, "metrics": metrics}
+        write_json_atomic(summary, RunLayout(folder).summary)
     value = metrics.get(cfg.optimized_metric.removeprefix("val/"))
     return float(value) if value is not None else None  # NaN tells a sweeper the trial failed
 
