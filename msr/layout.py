@@ -32,6 +32,7 @@ RUN_PATHS = {
     "hydra_config": ".hydra/config.yaml",
     "overrides": ".hydra/overrides.yaml",
     "run_config": "run_config.json",
+    "summary": "summary.json",
     "checkpoints": "checkpoints",
     "last_checkpoint": "checkpoints/last.ckpt",
     "best_checkpoint": "checkpoints/best.ckpt",
@@ -43,7 +44,7 @@ RUN_PATHS = {
     "lock": ".msr_run.lock",
 }
 #: What a training run leaves in its folder that another run there would mix with its own.
-RUN_OUTPUTS = ("checkpoints", "csv", "eval", "figures", "run_config", "wandb_run")
+RUN_OUTPUTS = ("checkpoints", "csv", "eval", "figures", "run_config", "summary", "wandb_run")
 #: The metrics file inside the csv logger's folder.
 CSV_METRICS = "metrics.csv"
 #: The file of msr-eval's scoring of a saved results file, inside `eval/`.
@@ -108,6 +109,11 @@ class RunLayout:
     def best_checkpoint(self) -> Path:
         """Return `checkpoints/best.ckpt`: the state with the best val segm AP so far."""
         return self.path("best_checkpoint")
+
+    @property
+    def summary(self) -> Path:
+        """Return `summary.json`: the final metrics of a finished training run and its global step."""
+        return self.path("summary")
 
     @property
     def eval(self) -> Path:

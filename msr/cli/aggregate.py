@@ -1,11 +1,13 @@
 """msr-aggregate: one table of a study from the output folders of one or more multiruns.
 
+    msr-aggregate multirun/ablation/2026-11-25_10-00-00                       # a quick look: prints only
     msr-aggregate multirun/ablation/2026-11-25_10-00-00 [more sweeps ...] --out experiments/results/heads
 
 Writes `<out>.md`, `<out>.csv` and `<out>.json` (see `msr.studies.aggregate`): mean ± std over seeds per
 variant, the per-seed values and, unless `--bootstrap 0`, each variant's paired contrasts with
 `--reference`, each with a 95% interval given these trained models (over val pictures) and one over
-training runs (over seeds; below 2 seeds the table says so instead); prints the Markdown. Exit status 2
+training runs (over seeds; below 2 seeds the table says so instead). Prints the table narrow enough for a
+120-column terminal (see `msr.studies.quick_look`); without `--out` it only prints. Exit status 2
 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 
 from msr.cli.entry import run_entry
 from msr.errors import UserError
-from msr.studies.aggregate import aggregate
+from msr.studies.aggregate import aggregate, quick_look
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "folders", nargs="+", help="multirun sweep folders (or any folders holding job folders)"
     )
     parser.add_argument(
-        "--out", required=True, help="output path without suffix: writes <out>.md and <out>.csv"
+        "--out",
+        default=None,
+        help="output path without suffix: writes <out>.md, <out>.csv and <out>.json with the paired 95%% "
+        "intervals; without it, the table is printed for a quick look and nothing is written",
     )
     parser.add_argument(
         "--reference",
@@ -59,8 +64,13 @@ def aggregate_command(argv: Sequence[str] | None) -> None:
             "--resample-seeds is gone (redrawing 3 seeds gives their range, not a 95% interval); every "
             "table now has an interval over training runs from the per-seed contrasts"
         )
-    md, _ = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
-    print(md.read_text())
+    print(quick_look(args.folders))
+    if args.out is None:
+        print("\nmsr-aggregate: nothing written; --out <path> writes the tables with paired 95% intervals")
+        return
+    md, csv_path = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
+    json_path = md.with_suffix(".json")
+    print(f"\nmsr-aggregate: wrote {md} (with the paired intervals), {csv_path} and {json_path}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from msr.layout import register_resolvers, run_dir
 log = logging.getLogger(__name__)
 register_resolvers()  # the configs name paths inside a run folder as ${msr.run:<name>}
 
-__all__ = ["CONFIG_DIR", "check_config_values", "run_dir", "to_dict"]
+__all__ = ["CONFIG_DIR", "check_config_values", "output_line", "run_dir", "say", "to_dict"]
 
 #: The Hydra configs, shipped inside the package (absolute, so console scripts find them from any folder).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -47,3 +47,27 @@ def to_dict(node: Any) -> Any:
     return node
 
 
+
+
+def say(line: str) -> None:
+    """Print `line` on stdout and write it to the run's log file (train.log, evaluate.log, predict.log)."""
+    print(line, flush=True)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            record = log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None)
+            handler.handle(record)
+
+
+def output_line(program: str, folder: Path) -> str:
+    """Return the last line of a program: where its outputs are, naming what the run folder holds."""
+    if not folder.is_dir():
+        return f"{program}: done; nothing written in {folder}"
+    names = []
+    for item in sorted(folder.iterdir()):
+        if item.name.startswith(".") or item.name.endswith(".lock"):
+            continue
+        if item.is_dir() and item.name in ("checkpoints", "eval"):
+            names += [f"{item.name}/{f.name}" for f in sorted(item.iterdir()) if f.is_file()]
+        else:
+            names.append(f"{item.name}/" if item.is_dir() else item.name)
+    return f"{program}: done; outputs in {folder}: {', '.join(names)}"

@@ -38,6 +38,12 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
     Hydra is asked to raise what fails before the job starts (HYDRA_FULL_ERROR=1 until the job starts,
     see `user_errors`), so that such errors are printed here as one line.
     """
+    from msr.cli.help import GROUPS, help_text, wants_help
+
+    if program in GROUPS and wants_help(sys.argv[1:]):  # msr's page, not Hydra's (that is --hydra-help)
+        print(help_text(program))
+        raise SystemExit(0)
+    quiet_lightning_tips()
     asked = user_asked_full_error()
     if not asked:
         os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -48,6 +54,12 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
         from hydra.errors import CompactHydraException
         from omegaconf.errors import OmegaConfBaseException
 
+        from msr.cli.typos import override_error_message
+
+        typo = override_error_message(err, program) if not asked else None
+        if typo is not None:  # a misspelt key, group or choice: one line with the closest names
+            print(f"{program}: error: {typo}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
         if isinstance(err, CompactHydraException) and not asked:  # a bad override or choice: Hydra's words
             cause = f"\n{err.__cause__}" if isinstance(err.__cause__, OmegaConfBaseException) else ""
             print(f"{program}: error: {err}{cause}", file=sys.stderr)
@@ -83,19 +95,37 @@ def user_errors(program: str) -> Iterator[None]:
 def sigterm_exit(program: str) -> Iterator[None]:
     """Within this block, a run that Lightning stopped on SIGTERM (after writing its checkpoint, see
     msr.training.callbacks.interrupt) says so in one line and exits with status `EXIT_SIGTERM` (143),
-    not 0."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
+    not 0; a run stopped by a first Ctrl-C (handled as SIGTERM) says Ctrl-C and exits with status 130."""
     try:
         yield
-    except SIGTERMException:
+    except SystemExit as err:  # Lightning's SIGTERMException is one; imported only here (a light start)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        from msr.training.callbacks import ctrl_c
+
+        if not isinstance(err, SIGTERMException):
+            raise
+        cause, status = ("Ctrl-C", ctrl_c.EXIT_CTRL_C) if ctrl_c.pressed() else ("SIGTERM", EXIT_SIGTERM)
         line = (
-            f"{program}: stopped by SIGTERM (exit status {EXIT_SIGTERM}); the training state is saved: "
+            f"{program}: stopped by {cause} (exit status {status}); the training state is saved: "
             f"to resume, run the same command with ckpt_path=auto hydra.run.dir={run_dir()}"
         )
         print(line, file=sys.stderr)
         log_to_files(line, level=logging.WARNING)
-        raise SystemExit(EXIT_SIGTERM) from None
+        raise SystemExit(status) from None
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """Return False for Lightning's advertising tips ("💡 Tip: ..."), which say nothing about the run."""
+    return not str(record.msg).lstrip().startswith("💡 Tip")
+
+
+def quiet_lightning_tips() -> None:
+    """Keep Lightning's tips out of the console and the log files (a filter on its rank-zero loggers)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _not_a_tip not in logger.filters:
+            logger.addFilter(_not_a_tip)
 
 
 def fail(program: str, message: str, err: BaseException | None = None) -> NoReturn:

@@ -4,8 +4,10 @@
     msr-eval ckpt_path=best.ckpt data=coco data.root=/datasets/coco evaluation.upper_bound=true
     msr-eval results=segm_results.json ann_file=annotations/instances_val2017.json
 
-Prints the COCO tables and the calibration figures; writes `<run dir>/eval/<split>_metrics.json` and,
-in checkpoint mode, the results JSON files beside it (`scored_metrics.json` in scoring mode). The run holds
+Prints its run folder first (`outputs/eval/<date>_<time>/`, or hydra.run.dir) and what it wrote there last:
+the COCO tables and the metrics table; `eval/<split>_metrics.json` and, in checkpoint mode, the results JSON
+files beside it and `figures/step_<N>/` (N: the checkpoint's training step; the calibration plot and
+sample pictures); `eval/scored_metrics.json` in scoring mode; `evaluate.log`. The run holds
 its folder while it runs (msr.run_lock): a second run in the same folder stops with one line.
 """
 
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, run_dir, to_dict
+from msr.cli.common import CONFIG_DIR, output_line, run_dir, say, to_dict
 from msr.cli.entry import run_entry, user_errors
+from msr.cli.typos import check_job_overrides
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
@@ -117,13 +120,17 @@ def score_results(cfg: DictConfig, folder: Path) -> dict[str, float]:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Run msr-eval for `cfg`; return the metrics and print the summary table."""
+    check_job_overrides(cfg, "msr-eval")
     folder = run_dir()
-    with hold_folder(folder, "msr-eval"):  # one run per folder: a second one stops with one line
-        metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)
     from msr.distributed import get_rank
 
     if get_rank() == 0:
-        print(metrics_table(metrics, f"msr-eval: {cfg.ckpt_path or cfg.results}"))
+        say(f"msr-eval: run folder {folder}")
+    with hold_folder(folder, "msr-eval"):  # one run per folder: a second one stops with one line
+        metrics = evaluate_checkpoint(cfg, folder) if cfg.ckpt_path else score_results(cfg, folder)
+    if get_rank() == 0:
+        say(metrics_table(metrics, f"msr-eval: {cfg.ckpt_path or cfg.results}"))
+        say(output_line("msr-eval", folder))
     return metrics
 
 

@@ -18,16 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.cli.common import CONFIG_DIR, run_dir
+from msr.cli.common import CONFIG_DIR, output_line, run_dir, say
 from msr.cli.entry import run_entry, user_errors
+from msr.cli.typos import check_job_overrides
 from msr.errors import ConfigError
 from msr.run_lock import hold_folder
-from msr.training.assembly import build_callbacks
-from msr.training.checkpoints import load_module
 
 #: What msr-predict needs from the command line, and how to give it.
 REQUIRED = {
@@ -38,11 +35,19 @@ REQUIRED = {
 
 def predict(cfg: DictConfig) -> Path:
     """Run msr-predict for `cfg`; return the run folder holding the JSON files and overlays."""
+    check_job_overrides(cfg, "msr-predict")
     missing = [key for key in REQUIRED if OmegaConf.is_missing(cfg, key) or not cfg[key]]
     if missing:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
-    pl.seed_everything(cfg.seed, verbose=False)
     folder = run_dir()
+    say(f"msr-predict: run folder {folder}")
+    import lightning.pytorch as pl  # here: the folder is named before Lightning and torch load
+    from hydra.utils import instantiate
+
+    from msr.training.assembly import build_callbacks
+    from msr.training.checkpoints import load_module
+
+    pl.seed_everything(cfg.seed, verbose=False)
     with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
         module = load_module(cfg.ckpt_path, trust_pickle=cfg.trust_pickle)
         datamodule = instantiate(cfg.data, _convert_="all")
@@ -57,7 +62,8 @@ def predict(cfg: DictConfig) -> Path:
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point of msr-predict."""
     with user_errors("msr-predict"):
-        predict(cfg)
+        folder = predict(cfg)
+    say(output_line("msr-predict", folder))
 
 
 def main() -> None:

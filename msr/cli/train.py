@@ -9,24 +9,21 @@ msr-train study=input_designs experiment=synthetic_cpu_study protocol=head_only 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from msr.cli.common import CONFIG_DIR, check_config_values, run_dir, to_dict
-from msr.cli.ddp import ddp_job_scope
+from msr.cli.common import CONFIG_DIR, check_config_values, output_line, run_dir, say, to_dict
 from msr.cli.entry import run_entry, sigterm_exit, user_errors
-from msr.distributed import wait_for_children
-from msr.evaluation.tables import metrics_table
-from msr.files import write_json_atomic
-from msr.layout import RunLayout
+from msr.cli.typos import check_job_overrides
+from msr.distributed import get_rank
 from msr.run_lock import hold_run_folder, is_resuming
-from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
-from msr.training.checkpoints import check_resumable
-from msr.training.resume import ExactResume
-from msr.training.tracking import finish_wandb, run_metadata
+
+# Lightning, torch and the model are imported where a job starts working: the program names its run
+# folder (and refuses a typo) before loading them, and `--help` never does.
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +47,14 @@ def train(cfg: DictConfig) -> float | None:
     a frozen trunk, alone or, in a sweep, in one pass with the jobs that share that trunk. Under DDP every
     rank runs this; only rank 0 writes the run's files and prints the table.
     """
+    check_job_overrides(cfg, "msr-train")
     check_config_values(cfg, WHOLE_NUMBERS, ignore_missing=("model.num_classes",))
+    if get_rank() == 0:
+        say(f"msr-train: run folder {run_dir()}")
+        if hint := sizing_hint(cfg):
+            log.warning(hint)
     if cfg.protocol.head_only:  # it holds its job folder itself, for as long as its pass runs
+        from msr.cli.ddp import ddp_job_scope
         from msr.studies.head_stage import run_head_only_job
 
         return run_head_only_job(cfg, task_function=train_job, ddp_scope=ddp_job_scope)
@@ -60,8 +63,44 @@ def train(cfg: DictConfig) -> float | None:
         return train_end_to_end(cfg)
 
 
+def sizing_hint(cfg: DictConfig) -> str | None:
+    """Return one line when a real data set runs the COCO-sized model on a CPU without a recipe (None: not).
+
+    `data=balloon` alone keeps the defaults made for COCO (800 px pictures, a 47 M parameter detector):
+    hours on a CPU, and a loss that diverges at the quickstart's learning rate; the recipe sized for it is
+    `experiment=balloon_cpu_study`.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choices = HydraConfig.get().runtime.choices
+    on_cpu = cfg.trainer.get("accelerator") == "cpu"
+    if choices.get("data") != "balloon" or choices.get("experiment") or not on_cpu:
+        return None
+    if cfg.model.min_size < 800:
+        return None
+    return (
+        f"data=balloon without an experiment trains the COCO-sized model ({cfg.model.min_size} px pictures); "
+        "on a CPU use experiment=balloon_cpu_study (ResNet-18 FPN, 320 px, sized for 2 cores)"
+    )
+
+
 def train_end_to_end(cfg: DictConfig) -> float | None:
     """Train the whole detector of `cfg` and evaluate it; return the optimized metric (None: not computed)."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from msr.cli.ddp import ddp_job_scope
+    from msr.distributed import wait_for_children
+    from msr.evaluation.tables import metrics_table
+    from msr.files import write_json_atomic
+    from msr.layout import RunLayout
+    from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
+    from msr.training.checkpoints import check_resumable
+    from msr.training.resume import ExactResume
+    from msr.training.tracking import finish_wandb, run_metadata
+
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir()
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -106,7 +145,9 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
         return None
     metrics = module.last_evaluation.result.metrics
     if trainer.is_global_zero:
-        print(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
+        say(metrics_table(metrics, f"{cfg.name}: val metrics after {trainer.global_step} steps ({folder})"))
+        summary = {"name": cfg.name, "global_step": trainer.global_step, "metrics": metrics}
+        write_json_atomic(summary, RunLayout(folder).summary)
     value = metrics.get(cfg.optimized_metric.removeprefix("val/"))
     return float(value) if value is not None else None  # NaN tells a sweeper the trial failed
 
@@ -115,7 +156,10 @@ def train_job(cfg: DictConfig) -> float | None:
     """Run one msr-train job (`train` with its errors as one line, SIGTERM as exit status 143); return the
     optimized metric for sweepers. Hydra's task function, also of the trunks the head-only protocol trains."""
     with user_errors("msr-train"), sigterm_exit("msr-train"):
-        return train(cfg)
+        value = train(cfg)
+    if get_rank() == 0:
+        say(output_line("msr-train", run_dir()))
+    return value
 
 
 hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(train_job)

@@ -9,7 +9,9 @@ is > 0. Over matched detections we report:
 - only when detections carry a predicted IoU (`mask_iou`, MS R-CNN): `calib/pearson_mask_score`,
   `calib/spearman_mask_score` (true IoU vs class score × predicted IoU, the segm `score`),
   `calib/pearson_pred_iou`, `calib/spearman_pred_iou` (true vs predicted IoU; the paper reports ≈0.74)
-  and `calib/mae_pred_iou` (mean |predicted − true| IoU).
+  and `calib/mae_pred_iou` (mean |predicted − true| IoU, the predicted IoU clipped to [0, 1] first: an
+  IoU lies there, and an untrained head's raw regression far outside it would say nothing about the
+  detections; the correlations and the mask scores use the raw output, as the paper does).
 
 These are over every detection that overlaps a ground truth ("any overlap", true IoU > 0). The same
 correlations and MAE over *positives* only, detections whose true IoU is ≥ 0.5 (the population of the
@@ -144,7 +146,8 @@ def _predicted_iou_metrics(data: CalibrationData, selected: np.ndarray) -> dict[
     """Return the mask-score and predicted-IoU correlations and the predicted IoU's MAE over `selected`."""
     t = data.true_iou[selected]
     out = _correlations(data, selected, ("mask_score", "pred_iou"))
-    out["mae_pred_iou"] = float(np.abs(data.pred_iou[selected] - t).mean()) if t.size else float("nan")
+    predicted = np.clip(data.pred_iou[selected], 0.0, 1.0)  # an IoU; the raw regression can leave [0, 1]
+    out["mae_pred_iou"] = float(np.abs(predicted - t).mean()) if t.size else float("nan")
     return out
 
 

@@ -34,6 +34,7 @@ from msr.evaluation.tables import markdown_table
 from msr.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from msr.layout import RunLayout
 from msr.studies.identity import variant_ignored
+from msr.studies.quick_look import cell, terminal_view
 
 if TYPE_CHECKING:
     from msr.studies.intervals import VariantIntervals
@@ -185,9 +186,29 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
 
 
+def present_keys(variants: Sequence[Variant]) -> list[str]:
+    """Return the study keys (metrics.STUDY_KEYS) that at least one run of `variants` has."""
+    return [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.runs)]
+
+
+def quick_look(folders: Sequence[str | os.PathLike]) -> str:
+    """Return the study table of the runs under `folders` for a 120-column terminal (nothing written)."""
+    runs = find_runs(folders)
+    if not runs:
+        raise AggregateError(
+            f"no finished runs (eval/val_metrics.json + .hydra/overrides.yaml) under {folders}"
+        )
+    variants = group_runs(runs)
+    common = drop_common_overrides(variants)
+    columns, rows = table_rows(variants)
+    shared = f"Overrides common to every variant: {' '.join(common)}\n\n" if common else ""
+    head = f"{len(runs)} runs from {', '.join(str(f) for f in folders)}\n\n{shared}"
+    return head + terminal_view(columns, rows, present_keys(variants))
+
+
 def table_rows(variants: Sequence[Variant]) -> tuple[list[str], list[list]]:
     """Return (columns, rows): variant, seeds, then mean and std of every metric that any run has."""
-    present = [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.runs)]
+    present = present_keys(variants)
     columns = ["variant", "seeds"]
     for key in present:
         columns += [f"{TITLES[key]} mean", f"{TITLES[key]} std"]
@@ -201,11 +222,12 @@ def table_rows(variants: Sequence[Variant]) -> tuple[list[str], list[list]]:
 
 
 def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """Return the table as Markdown with `mean ± std` cells (3 decimals; `n/a` without a value)."""
+    """Return the table as Markdown with `mean ± std` cells (3 decimals; the mean alone for one seed;
+    `n/a` without a value)."""
     titles = ["variant", "seeds", *[c.removesuffix(" mean") for c in columns[2::2]]]
     cells = []
     for row in rows:
-        stats = ["n/a" if math.isnan(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(row[2::2], row[3::2])]
+        stats = [cell(m, s, int(row[1])) for m, s in zip(row[2::2], row[3::2])]
         cells.append([f"`{row[0]}`", row[1], *stats])
     return markdown_table(titles, cells) + "\n"
 

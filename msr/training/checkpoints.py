@@ -94,6 +94,19 @@ def legacy_data_config(data_cfg: Mapping[str, Any] | None) -> dict[str, Any] | N
 TRUST_PICKLE_KEY = "trust_pickle"
 
 
+def other_checkpoints(path: Path) -> str:
+    """Return '; <folder> holds a.ckpt, b.ckpt' naming the checkpoints beside the missing `path` (or why
+    there are none), for the message of a checkpoint not found."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" (no folder {folder})"
+    found = sorted(p.name for p in folder.glob("*.ckpt"))
+    if not found:
+        return f"; {folder} holds no checkpoint"
+    hint = " (best.ckpt is written at the first evaluation)" if path.name == "best.ckpt" else ""
+    return f"; {folder} holds {', '.join(found)}{hint}"
+
+
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
     """Return the content of an msr-train checkpoint: tensors and plain data only, nothing executed.
 
@@ -103,7 +116,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, A
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path}{other_checkpoints(path)}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged or foreign file: all mean the same
@@ -193,6 +206,7 @@ def load_module(
             nonfinite_loss=hparams.get("nonfinite_loss", "stop"),
         )
         module.load_state_dict(state)
+        module.checkpoint_step = int(checkpoint.get("global_step") or 0)
     except Exception as err:  # a config or state_dict that does not fit this version of msr
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise EvaluationError(f"{path}: cannot rebuild the model from this checkpoint ({reason})") from None

@@ -70,6 +70,8 @@ class MSRModule(pl.LightningModule):
         self.class_names = list(class_names) if class_names else None
         self.label_to_cat_id = {int(k): int(v) for k, v in (label_to_cat_id or {}).items()} or None
         self.last_evaluation: Evaluation | None = None
+        #: The global step of the checkpoint this module was loaded from (msr-eval labels figures with it).
+        self.checkpoint_step = 0
         self.skipped_steps = 0
         self._ground_truth: str | None = None  # the annotation file of the running evaluation
 
@@ -191,9 +193,8 @@ class MSRModule(pl.LightningModule):
         # ... and the loggers get them at the optimizer step the evaluation followed, the step of its figures
         for logger in self.loggers:
             logger.log_metrics({**logged, "epoch": self.current_epoch}, step=self.global_step)
-        self.last_evaluation = Evaluation(
-            split, self.current_epoch, self.global_step, result, self._ground_truth
-        )
+        step = self.global_step or self.checkpoint_step  # msr-eval: the step the checkpoint was written at
+        self.last_evaluation = Evaluation(split, self.current_epoch, step, result, self._ground_truth)
         dispatch_evaluation(self.trainer, self, self.last_evaluation)
 
     def on_validation_epoch_start(self) -> None:

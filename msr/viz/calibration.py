@@ -50,8 +50,13 @@ def calibration_figure(data: CalibrationData, title: str = "") -> Figure:
         (axes[0, 0], data.class_score[m], "class (box) score"),
         (axes[0, 1], data.mask_score[m], "mask score"),
     ):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)  # a score equal to the true IoU
         ax.scatter(score, true, s=6, alpha=0.4, linewidths=0)
+        r = _pearson(score, true)
+        shown = f"r = {r:.2f}, n = {len(true)}" if np.isfinite(r) else f"n = {len(true)}"
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=label, ylabel="true mask IoU", title=f"true IoU vs {label}")
+        ax.text(0.03, 0.95, shown, transform=ax.transAxes, va="top", fontsize=9,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     curve_ax, hist_ax = axes[1, 0], axes[1, 1]
     if has_pred.any():
         pred = data.pred_iou[m][has_pred]
@@ -59,18 +64,29 @@ def calibration_figure(data: CalibrationData, title: str = "") -> Figure:
         filled = counts > 0
         curve_ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="ideal")
         curve_ax.plot(centres[filled], means[filled], marker="o", label="MaskIoU head")
+        for x, y, n in zip(centres[filled], means[filled], counts[filled]):  # detections per bin
+            curve_ax.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
+                              fontsize=7, color="dimgrey")
         curve_ax.legend(loc="upper left")
         hist_ax.hist(np.clip(pred, 0, 1), bins=20, range=(0, 1))
     else:
         for ax in (curve_ax, hist_ax):
             ax.text(0.5, 0.5, "no predicted IoU\n(Mask R-CNN)", ha="center", va="center")
     curve_ax.set(
-        xlim=(0, 1), ylim=(0, 1), xlabel="predicted IoU", ylabel="mean true IoU", title="reliability"
+        xlim=(0, 1), ylim=(0, 1), xlabel="predicted IoU", ylabel="mean true IoU",
+        title="reliability (numbers: detections per bin)",
     )
     hist_ax.set(xlim=(0, 1), xlabel="predicted IoU", ylabel="detections", title="predicted IoU")
     fig.suptitle(title or f"MaskIoU calibration ({int(m.sum())} matched detections)")
     fig.tight_layout()
     return fig
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Return Pearson's r of x and y (NaN for fewer than 2 points or a constant input)."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def figure_to_array(fig: Figure) -> np.ndarray:

@@ -17,7 +17,7 @@ FIXTURE_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}
 def eval_checkpoint(trained_run, env, folder, *extra):
     """Return the metrics msr-eval writes for the tiny run's best checkpoint (on its training run's data)."""
     ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
-    run_cli(
+    proc = run_cli(
         "evaluate",
         f"ckpt_path={ckpt}",
         f"hydra.run.dir={folder}",
@@ -25,6 +25,7 @@ def eval_checkpoint(trained_run, env, folder, *extra):
         env=env,
         cwd=folder.parent,
     )
+    (folder / "stdout.txt").write_text(proc.stdout)
     return json.loads((folder / "eval" / "val_metrics.json").read_text())
 
 
@@ -39,8 +40,16 @@ def assert_same_metrics(a, b):
 
 
 def test_eval_of_checkpoint_reproduces_training_metrics(trained_run, cli_env, tmp_path):
-    metrics = eval_checkpoint(trained_run, cli_env, tmp_path / "eval")
+    folder = tmp_path / "eval"
+    metrics = eval_checkpoint(trained_run, cli_env, folder)
     assert_same_metrics(comparable(metrics), comparable(trained_run["metrics"]))
+    # where the outputs went: the first and the last line, and the calibration plot at the checkpoint's step
+    lines = [line for line in (folder / "stdout.txt").read_text().splitlines() if line.strip()]
+    assert lines[0] == f"msr-eval: run folder {folder}"
+    assert lines[-1].startswith(f"msr-eval: done; outputs in {folder}: eval/bbox_results.json, ")
+    assert (folder / "figures" / "step_0000004" / "calibration.png").is_file()
+    log = (folder / "evaluate.log").read_text()
+    assert "| segm AP " in log and lines[-1] in log
 
 
 def test_eval_changes_a_key_of_the_stored_data_config(trained_run, cli_env, tmp_path):
@@ -107,6 +116,9 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
     ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
     overrides = [f"ckpt_path={ckpt}", f"images={pictures}", "score_thresh=0.0", f"hydra.run.dir={out}"]
     proc = run_cli("predict", *overrides, env=cli_env, cwd=tmp_path)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines[0] == f"msr-predict: run folder {out}"
+    assert lines[-1].startswith(f"msr-predict: done; outputs in {out}")
     images = json.loads((out / "images.json").read_text())
     assert {i["file_name"]: (i["height"], i["width"]) for i in images} == sizes
     tagged = [(i["file_name"], i.get("exif_orientation"), i.get("turned_upright")) for i in images]
@@ -149,7 +161,14 @@ def refusals(tmp_path_factory, trained_run, cli_env) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("refusals")
     broken = root / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    overrides = {"no checkpoint": [], "corrupt": [f"ckpt_path={broken}"]}
+    only_last = root / "short_run" / "checkpoints"
+    only_last.mkdir(parents=True)
+    (only_last / "last.ckpt").write_bytes(b"a run stopped before its first evaluation")
+    overrides = {
+        "no checkpoint": [],
+        "corrupt": [f"ckpt_path={broken}"],
+        "no best": [f"ckpt_path={only_last / 'best.ckpt'}"],
+    }
     if BALLOON_DIR.is_dir():
         ckpt = trained_run["run"] / "checkpoints" / "best.ckpt"
         balloon = ["data=balloon", f"data.root={BALLOON_DIR}", f"data.cache_dir={root / 'cache'}"]
@@ -160,6 +179,7 @@ def refusals(tmp_path_factory, trained_run, cli_env) -> dict[str, dict]:
     ]
     results = run_batch(cases, cli_env, root)
     results["corrupt"]["file"] = broken
+    results["no best"]["file"] = only_last / "best.ckpt"
     return results
 
 
@@ -172,6 +192,14 @@ def test_eval_of_a_corrupt_checkpoint_names_the_file(refusals):
     case = refusals["corrupt"]
     assert case["rc"] == 2
     assert f"msr-eval: error: {case['file']}: not a checkpoint written by msr-train" in case["stderr"]
+
+
+def test_eval_of_a_missing_best_checkpoint_names_those_that_exist(refusals):
+    case = refusals["no best"]
+    assert case["rc"] == 2
+    folder = case["file"].parent
+    line = f"msr-eval: error: checkpoint not found: {case['file']}; {folder} holds last.ckpt"
+    assert line in case["stderr"]
 
 
 def test_eval_on_data_with_other_classes_is_refused(refusals):

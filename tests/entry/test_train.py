@@ -112,6 +112,8 @@ def failures(tmp_path_factory, cli_env) -> dict[str, dict]:
         "misspelt": ["data.num_trian=3"],
         "mandatory": ["data=coco"],
         "missing path": ["data=coco", f"data.root={root / 'no_coco_here'}"],
+        "balloon alone": ["data=balloon", f"data.root={root / 'no_balloon_here'}"],
+        "no validation": [*TINY, "schedule=cpu_tiny", "schedule.max_steps=2", "final_eval=false"],
     }
     runs = {name: root / name.replace(" ", "_") for name in overrides}
     cases = [train_case(name, *argv, f"hydra.run.dir={runs[name]}") for name, argv in overrides.items()]
@@ -124,6 +126,43 @@ def test_misspelt_override_fails_before_any_work(failures):
     assert case["rc"] != 0
     assert "num_trian" in case["stderr"] and "Traceback" not in case["stderr"]
     assert not (case["run"] / "checkpoints").exists()
+
+
+def test_a_run_without_validation_says_where_its_outputs_are_without_false_alarms(failures):
+    case = failures["no validation"]
+    assert case["rc"] == 0, case["stderr"][-3000:]
+    lines = [line for line in case["stdout"].splitlines() if line.strip()]
+    assert lines[0] == f"msr-train: run folder {case['run']}"
+    assert lines[-1].startswith(f"msr-train: done; outputs in {case['run']}: checkpoints/last.ckpt, ")
+    assert "train.log" in lines[-1] and lines[-1] in (case["run"] / "train.log").read_text()
+    output = case["stdout"] + case["stderr"]
+    assert "monitored key" not in output and "💡" not in output
+    assert not (case["run"] / "checkpoints" / "best.ckpt").exists()
+
+
+def test_balloon_without_a_recipe_points_to_the_cpu_recipe(failures):
+    case = failures["balloon alone"]
+    assert case["rc"] == 2  # the folder does not exist: the hint comes before that error
+    hints = [line for line in case["stdout"].splitlines() if "without an experiment" in line]
+    assert len(hints) == 1 and "COCO-sized model (800 px" in hints[0]
+    assert "on a CPU use experiment=balloon_cpu_study" in hints[0]
+
+
+def test_help_pages_list_public_choices_examples_and_output(tmp_path, cli_env):
+    cases = [
+        {"name": name, "program": program, "argv": ["--help"]}
+        for name, program in (("msr-train", "train"), ("msr-eval", "evaluate"), ("msr-predict", "predict"))
+    ]
+    pages = run_batch(cases, cli_env, tmp_path)
+    for name, page in pages.items():
+        text = page["stdout"]
+        assert page["rc"] == 0 and text.startswith(f"{name}: ") and "powered by Hydra" not in text
+        assert "_loader" not in text and "_resnet_fpn" not in text  # no private configs
+        assert text.count(f"\n  {name} ") == 3 and "Output: outputs/" in text and "README.md" in text
+        assert max(len(line) for line in text.splitlines()) <= 100
+    train = pages["msr-train"]["stdout"]
+    assert "data: balloon, coco, custom, synthetic\n" in train and "callbacks: default\n" in train
+    assert "data: balloon, checkpoint, coco, custom, synthetic\n" in pages["msr-eval"]["stdout"]
 
 
 def test_missing_mandatory_value_names_the_key(failures):

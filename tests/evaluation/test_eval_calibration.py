@@ -136,6 +136,8 @@ def test_degenerate_cases_are_nan(strip_case):
     assert one["calib/num_matched"] == 1
     assert math.isnan(one["calib/pearson_class_score"]) and math.isnan(one["calib/spearman_pred_iou"])
     assert one["calib/mae_pred_iou"] == pytest.approx(abs(0.3 - 0.2))
+    beyond = [{**results[0], "mask_iou": 1.9}]  # an untrained head's raw output: the MAE takes it as 1.0
+    assert calibration_metrics(calibration_data(beyond, gt))["calib/mae_pred_iou"] == pytest.approx(1 - 0.2)
     constant = [{**r, "class_score": 0.5} for r in results]
     m = calibration_metrics(calibration_data(constant, gt))
     assert math.isnan(m["calib/pearson_class_score"]) and math.isnan(m["calib/spearman_class_score"])

@@ -12,6 +12,7 @@ import sys
 import pytest
 import yaml
 
+from msr.evaluation.metrics import STUDY_KEYS
 from msr.studies.aggregate import AggregateError, Variant, aggregate, find_runs, reference_index, variant_key
 
 
@@ -140,15 +141,15 @@ def test_a_key_added_later_with_a_null_default_leaves_the_variant_the_same(tmp_p
     make_job(tmp_path / "2", ["head=none", "seed=2"], {"segm/AP": 0.1}, newer)
     text = markdown(aggregate([tmp_path], tmp_path / "out")[0])
     assert "| `(defaults)` | 2 | 0.400 ± 0.141 |" in text  # head=none is common to both rows
-    assert "| `protocol.head_max_epochs=2` | 1 | 0.100 ± 0.000 |" in text
+    assert "| `protocol.head_max_epochs=2` | 1 | 0.100 |" in text  # one seed: no spread to show
 
 
 def test_same_name_different_config_stays_apart_and_says_why(tmp_path):
     make_job(tmp_path / "0", ["head=maskiou", "seed=0"], {"segm/AP": 0.3}, config(0))
     make_job(tmp_path / "1", ["head=maskiou", "seed=1"], {"segm/AP": 0.1}, config(1, design="multiply"))
     text = markdown(aggregate([tmp_path], tmp_path / "out")[0])
-    assert "| `model.maskiou_design=concat` | 1 | 0.300 ± 0.000 |" in text
-    assert "| `model.maskiou_design=multiply` | 1 | 0.100 ± 0.000 |" in text
+    assert "| `model.maskiou_design=concat` | 1 | 0.300 |" in text
+    assert "| `model.maskiou_design=multiply` | 1 | 0.100 |" in text
 
 
 def test_scored_metrics_fill_gaps_and_give_the_per_seed_rescoring_gain(tmp_path):
@@ -175,3 +176,24 @@ def test_reference_is_the_variant_named_before_one_that_merely_contains_the_text
     assert reference_index(variants, None) == 0
     with pytest.raises(AggregateError, match="head=none"):
         reference_index(variants, "tau")
+
+
+def test_quick_look_prints_for_120_columns_and_writes_nothing(tmp_path, capsys):
+    from msr.cli.aggregate import main
+
+    sweep = tmp_path / "sweep"
+    full = {key: 0.5 for key in STUDY_KEYS[:8]}  # no class-score-only, gain or upper-bound columns
+    long = ["model.maskiou_head.conv_channels=128", "maskiou_loss.threshold=0.25", "optimizer.lr=0.01"]
+    for job, extra in enumerate(([], long)):
+        make_job(sweep / str(job), ["experiment=x", *extra, "seed=0"], full)
+    before = set(tmp_path.rglob("*"))
+    main([str(sweep)])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120, out
+    assert "±" not in out  # one seed a variant
+    assert "V2: " + " ".join(sorted(long)) in out  # a long name gets a label and a legend
+    text = " ".join(out.split())
+    left_out = "Columns left out, no run has them. segm AP, class score only, segm AP, true-IoU upper bound:"
+    assert left_out in text
+    assert "without evaluation.upper_bound=true" in text and "nothing written" in out
+    assert set(tmp_path.rglob("*")) == before

@@ -98,6 +98,9 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
         _train("unknown_optimizer", root, good, "optimizer._target_=torch.optim.Adamx"),
         _train("unknown_optimizer_choice", root, good, "optimizer=adamx"),
         _train("unknown_key", root, good, "optim.name=adamx"),
+        _train("misspelt_key", root, good, "schedule.max_step=4"),
+        _train("misspelt_added_key", root, good, "+schedule.max_step=4"),
+        _train("misspelt_group", root, good, "haed=none"),
         _train("batch_size_0", root, good, "data.batch_size=0"),
         _train("full_error", root, good, "schedule.max_epochs=abc", env={"HYDRA_FULL_ERROR": "1"}),
         _train("unexpected_error", root, good, "model.box_head_dim=-1"),  # torch fails building the model
@@ -125,6 +128,16 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
             "argv": [*TRAIN, *good, f"hydra.run.dir={readonly}"],
         },
         {"name": "uncreatable_run_folder", "program": "train", "argv": [*TRAIN, *good, _run(blocker, "run")]},
+        {  # the documented open node: +data.<key> replaces a key of the checkpoint's data config
+            "name": "eval_open_data_node",
+            "program": "evaluate",
+            "argv": [f"ckpt_path={checkpoint}", "+data.num_workers=0", "split=tset", _run(root, "eval_open")],
+        },
+        {
+            "name": "eval_misspelt_data_key",
+            "program": "evaluate",
+            "argv": [f"ckpt_path={checkpoint}", "+data.num_worker=0", _run(root, "eval_typo")],
+        },
         {
             "name": "predict_without_images",
             "program": "predict",

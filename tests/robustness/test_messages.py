@@ -95,13 +95,28 @@ def test_phone_photo_whose_size_fits_only_the_upright_reading_names_the_option(b
             "missing values: data.train_ann, data.train_images, data.val_ann, data.val_images",
         ),
         ("unknown_optimizer", "config node optimizer: Error locating target 'torch.optim.Adamx'"),
-        ("unknown_optimizer_choice", "Could not find 'optimizer/adamx'"),
-        ("unknown_key", "Could not override 'optim.name'"),
+        ("unknown_optimizer_choice", "unknown choice optimizer=adamx (did you mean optimizer=adamw?)"),
+        ("unknown_key", "unknown key optim (did you mean optimizer?)"),
+        ("misspelt_key", "unknown key schedule.max_step (did you mean schedule.max_steps?)"),
+        ("misspelt_added_key", "unknown key schedule.max_step (did you mean schedule.max_steps?)"),
+        ("misspelt_group", "unknown key haed (did you mean head=none?)"),
         ("batch_size_0", "data.batch_size must be a whole number >= 1, got 0"),
     ],
 )
 def test_bad_config_values(batch, case, fragment):
     assert_says(error_line(batch[case]), fragment)
+
+
+def test_misspelt_keys_stop_before_the_run_folder_holds_anything(batch):
+    for case in ("misspelt_key", "misspelt_added_key"):
+        assert not (batch[case]["root"] / case / "run" / "checkpoints").exists()
+    assert "sgd" not in error_line(batch["unknown_optimizer_choice"]).split("did you mean")[0]
+
+
+def test_eval_open_data_node_takes_data_keys_and_refuses_misspelt_ones(batch):
+    assert_says(error_line(batch["eval_open_data_node"], "msr-eval"), "split must be one of")
+    line = error_line(batch["eval_misspelt_data_key"], "msr-eval")
+    assert_says(line, "unknown key data.num_worker (did you mean data.num_workers?)")
 
 
 def test_hydra_full_error_shows_the_traceback_of_a_user_error(batch):

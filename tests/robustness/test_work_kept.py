@@ -89,24 +89,58 @@ def test_predict_skips_unreadable_pictures_and_names_them(batch):
     assert {r["image_id"] for r in segm} <= {i["id"] for i in images}
 
 
-def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, cli_env):
-    run = tmp_path / "run"
-    overrides = [o for o in TINY if not o.startswith("data.num_train")] + [
+def _signalled_run(tmp_path, cli_env, run, *signals: int, extra: tuple[str, ...] = ()):
+    """Start a long tiny run in `run`, send `signals` once it has logged a training step (0.05 s apart);
+    return the finished Popen and its stderr (text)."""
+    overrides = [o for o in TINY if not o.startswith(("data.num_train", "data.num_workers"))] + [
         "data.num_train=40",
+        "data.num_workers=1",  # a forked DataLoader worker, which a terminal's Ctrl-C reaches too
         "schedule=cpu_tiny",
     ]
     overrides += ["trainer.max_steps=200", "+logger.flush_logs_every_n_steps=1", f"hydra.run.dir={run}"]
+    overrides += extra
     command = [sys.executable, "-m", "msr.cli.train", *overrides]
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     metrics, deadline = run / "csv" / "metrics.csv", time.monotonic() + 300
+    before = metrics.read_text().count("\n") if metrics.is_file() else 0  # a resumed run's earlier rows
     while proc.poll() is None and time.monotonic() < deadline:
-        if metrics.is_file() and "train/loss" in metrics.read_text():
+        text = metrics.read_text() if metrics.is_file() else ""
+        if text.count("\n") > before and "train/loss" in text:
             break
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    for number, signum in enumerate(signals):
+        time.sleep(0.05 if number else 0)
+        proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=300)
+    return proc, stderr.decode()
+
+
+def test_ctrl_c_writes_the_checkpoint_and_a_second_one_stops_at_once(tmp_path, cli_env):
+    run = tmp_path / "run"
+    proc, stderr = _signalled_run(tmp_path, cli_env, run, signal.SIGINT)
+    assert proc.returncode == 130, stderr[-3000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("msr-train: stopped by Ctrl-C (exit status 130)"), stderr[-3000:]
+    assert f"ckpt_path=auto hydra.run.dir={run}" in line and last_log_line(run).endswith(line)
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] >= 1 and saved["optimizer_states"][0]["state"]
+
+    proc, stderr = _signalled_run(
+        tmp_path, cli_env, run, signal.SIGINT, signal.SIGINT, extra=("ckpt_path=auto",)
+    )
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "second Ctrl-C: stopped at once" in last_log_line(run) and "Traceback" not in stderr
+    again = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert again["global_step"] >= saved["global_step"]  # the earlier checkpoint, whole
+
+
+def test_sigterm_exits_143_after_writing_the_checkpoint(tmp_path, cli_env):
+    run = tmp_path / "run"
+    proc, stderr = _signalled_run(tmp_path, cli_env, run, signal.SIGTERM)
+    stderr = stderr.encode()
     assert proc.returncode == 143, stderr.decode()[-3000:]
     line = stderr.decode().strip().splitlines()[-1]
     assert line.startswith("msr-train: stopped by SIGTERM (exit status 143)") and "ckpt_path=auto" in line

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.trainer.states import TrainerFn
 
+from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
 from msr.layout import metrics_name, results_name
 from msr.training.callbacks.base import Evaluation, EvaluationCallback
@@ -16,7 +19,8 @@ class EvaluationFiles(EvaluationCallback):
 
     `<split>_metrics.json`  {"split", "epoch", "global_step", "ann_file" (the annotations evaluated
                             against), every metric of the evaluation};
-    `bbox_results.json`, `segm_results.json`  the COCO results that were evaluated (if `save_results`).
+    `bbox_results.json`, `segm_results.json`  the COCO results that were evaluated (if `save_results`);
+    and the evaluation's table into the run's log file (train.log), not on the console.
     """
 
     def __init__(self, folder: str | Path, save_results: bool = True) -> None:
@@ -41,3 +45,16 @@ class EvaluationFiles(EvaluationCallback):
             **result.metrics,
         }
         write_json_atomic(record, self.folder / metrics_name(evaluation.split))
+        if trainer.state.fn == TrainerFn.FITTING:  # evaluations while training (programs print the last)
+            step, epoch = evaluation.global_step, evaluation.epoch
+            title = f"{evaluation.split} metrics at global step {step} (epoch {epoch})"
+            to_log_files(metrics_table(result.metrics, title))
+
+
+def to_log_files(text: str) -> None:
+    """Write `text` to the root logger's log files only (the run's train.log), not to the console."""
+    logger = logging.getLogger(__name__)
+    record = logger.makeRecord(__name__, logging.INFO, __file__, 0, "\n" + text, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

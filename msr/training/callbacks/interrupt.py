@@ -1,5 +1,6 @@
-"""A checkpoint of the training state when a run is told to stop (SIGTERM: preemption, scancel, requeue)
-or stops on an error, so that the training done so far is never lost."""
+"""A checkpoint of the training state when a run is told to stop (SIGTERM: preemption, scancel, requeue;
+Ctrl-C, see msr.training.callbacks.ctrl_c) or stops on an error, so that the training done so far is
+never lost."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from msr.compat import training_state
+from msr.training.callbacks import ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ class InterruptCheckpoint(pl.Callback):
     """Writes the full training state to `path` (by default the run's checkpoints/last.ckpt) when training
     stops early, so that `ckpt_path=auto` (or `last`) resumes from there.
 
+    - Ctrl-C while fitting: the first one is handled as SIGTERM (below), a second one stops at once.
     - SIGTERM: Lightning turns it into a SIGTERMException at the next step boundary on every rank and calls
       the callbacks' `on_exception`; every rank takes part in the save.
     - any other exception while fitting (with `on_error`, after at least one optimizer step): an error in
@@ -34,6 +37,18 @@ class InterruptCheckpoint(pl.Callback):
         self.path = Path(path)
         self.on_error = bool(on_error)
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Route Ctrl-C through msr.training.callbacks.ctrl_c while fitting."""
+        ctrl_c.install()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Give Ctrl-C back its usual behaviour."""
+        ctrl_c.uninstall()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Give Ctrl-C back its usual behaviour (also after a stop)."""
+        ctrl_c.uninstall()
+
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
@@ -42,7 +57,9 @@ class InterruptCheckpoint(pl.Callback):
             return
         if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.path)
-            log.warning("SIGTERM at global step %d: checkpoint written to %s", trainer.global_step, self.path)
+            cause = "Ctrl-C" if ctrl_c.pressed() else "SIGTERM"
+            step = trainer.global_step
+            log.warning("%s at global step %d: checkpoint written to %s", cause, step, self.path)
             return
         if not self.on_error or trainer.global_step == 0 or isinstance(exception, KeyboardInterrupt):
             return
