@@ -10,7 +10,7 @@ the callbacks), the trunk cache, msr-aggregate and the scripts in experiments/:
     checkpoints/last.ckpt, checkpoints/best.ckpt
     eval/<split>_metrics.json, eval/<iou type>_results.json, eval/scored_metrics.json
     figures/step_<N>/...                        pictures of every evaluation
-    csv/metrics.csv                             with logger=csv
+    csv/metrics.csv                             every logged scalar by training step (any logger)
     wandb/, wandb_run.json                      with logger=wandb (the W&B run and its identity)
     .ddp/config.yaml, .ddp/head_pass.json       what DDP processes that Lightning starts compose
     .msr_run.lock                               held by the run that runs in the folder

@@ -96,7 +96,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
     from msr.evaluation.tables import metrics_table
     from msr.files import write_json_atomic
     from msr.layout import RunLayout
-    from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
+    from msr.training.assembly import build_callbacks, build_loggers, build_net, net_config, resolve_ckpt_path
     from msr.training.checkpoints import check_resumable
     from msr.training.resume import ExactResume
     from msr.training.tracking import finish_wandb, run_metadata
@@ -118,10 +118,10 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
         label_to_cat_id=datamodule.label_to_cat_id,
         data_config=to_dict(cfg.data),
     )
-    logger = build_logger(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"))
     callbacks = [ExactResume(), *build_callbacks(cfg.callbacks, cfg.trainer)]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(folder)
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(folder)
     )
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, folder)
     if ckpt_path is not None:
@@ -130,7 +130,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         write_json_atomic(config, RunLayout(folder).run_config)
     try:
-        if logger:
+        for logger in loggers:
             logger.log_hyperparams(config)
         with ddp_job_scope(cfg, folder):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -24,7 +24,7 @@ from msr.layout import RunLayout, run_dir
 from msr.run_lock import hold_run_folder, is_resuming
 from msr.studies import identity
 from msr.studies.head_checkpoints import LAST, JobCheckpoint
-from msr.training.assembly import build_callbacks, build_logger, resolve_ckpt_path
+from msr.training.assembly import build_callbacks, build_loggers, resolve_ckpt_path
 from msr.training.callbacks.base import EvaluationCallback
 from msr.training.callbacks.interrupt import InterruptCheckpoint
 
@@ -124,7 +124,7 @@ def _prepared(cfg: DictConfig, folder: Path, held: contextlib.ExitStack) -> Head
     from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    logger = build_logger(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"))
     evaluator = instantiate(cfg.evaluation)
     own: list[EvaluationCallback] = []
     shared: list[pl.Callback] = []
@@ -145,7 +145,7 @@ def _prepared(cfg: DictConfig, folder: Path, held: contextlib.ExitStack) -> Head
         config=OmegaConf.to_container(cfg, resolve=True),
         folder=folder,
         overrides=overrides,
-        loggers=[logger] if logger else [],
+        loggers=loggers,
         evaluator=evaluator,
         callbacks=own,
         pass_callbacks=shared,

@@ -1,5 +1,5 @@
 """Building a run's parts from their config nodes: the detector with its initial weights, the callbacks,
-the logger, and the checkpoint a run resumes from. Shared by msr-train, msr-eval, msr-predict and the
+the loggers, and the checkpoint a run resumes from. Shared by msr-train, msr-eval, msr-predict and the
 head stage of the head-only protocol; nothing here edits a config."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msr.layout import RunLayout
+from msr.layout import RunLayout, run_dir
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -38,11 +38,19 @@ def build_callbacks(callbacks: Mapping[str, Any] | None, trainer: Mapping[str, A
     return built
 
 
-def build_logger(node: Mapping[str, Any] | None) -> Any:
-    """Return the configured Lightning logger, or False for logger=none."""
+def build_loggers(node: Mapping[str, Any] | None) -> list[Any]:
+    """Return the run's Lightning loggers: the configured one and, beside any that does not write CSV,
+    a ResumableCSVLogger writing `<run dir>/csv/metrics.csv`, so that every logged scalar is in the run
+    folder whatever the logger. logger=none: no logger at all (an empty list)."""
+    from msr.training.csv_logger import ResumableCSVLogger
+
     if not node or "_target_" not in node:
-        return False
-    return instantiate(node)
+        return []
+    configured = instantiate(node)
+    if isinstance(configured, ResumableCSVLogger):
+        return [configured]
+    csv = ResumableCSVLogger(save_dir=str(RunLayout(run_dir()).path("csv")), name="", version="")
+    return [configured, csv]
 
 
 def net_config(model: Any, num_classes: int) -> dict[str, Any]:

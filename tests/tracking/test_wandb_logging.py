@@ -78,6 +78,19 @@ def test_offline_run_holds_losses_lr_and_ap(offline_sweep):
     assert evals[0]["val/bbox/AP"] == pytest.approx(metrics["bbox/AP"])
 
 
+def test_a_wandb_run_keeps_every_scalar_in_the_run_folder_too(offline_sweep):
+    import csv
+
+    rows = history_rows(job_records(offline_sweep["jobs"][0]))
+    with (offline_sweep["jobs"][0] / "csv" / "metrics.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    losses = {int(r["step"]): float(r["train/loss"]) for r in table if r.get("train/loss")}
+    in_wandb = {int(r["trainer/global_step"]): r["train/loss"] for r in rows if "train/loss" in r}
+    assert losses == pytest.approx(in_wandb) and len(losses) == 4  # the same values, by training step
+    evaluated = [r for r in table if r.get("val/segm/AP")]
+    assert len(evaluated) == 1 and int(evaluated[0]["step"]) == 4
+
+
 def test_offline_run_holds_sample_images_calibration_and_class_table(offline_sweep):
     job = offline_sweep["jobs"][0]
     folder = offline_runs(job)[0] / "files"
