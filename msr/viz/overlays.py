@@ -1,5 +1,6 @@
-"""Overlay pictures of detections and ground truth (masks, boxes, class, box score and mask score), the
-GT | prediction panels, and PNG files written atomically."""
+"""Overlay pictures of detections and ground truth (masks, boxes, class, box score and mask score, with
+labels readable at any picture size: msr.viz.labels), the ground truth | prediction panels, and PNG files
+written atomically."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from msr.files import atomic_path
 from msr.models.mask_paste import BoxMasks
+from msr.viz.labels import caption_strip, draw_labels
 
 #: Distinct colours, cycled by label so one class keeps one colour across pictures.
 PALETTE = (
@@ -73,12 +75,17 @@ def draw_instances(
             binary = masks.detach().cpu()
             binary = binary[:, 0] if binary.ndim == 4 else binary
         binary = binary if binary.dtype == torch.bool else binary >= 0.5
-        canvas = draw_segmentation_masks(canvas, binary, alpha=alpha, colors=colors)
-    if len(labels):
-        canvas = draw_bounding_boxes(
-            canvas, boxes.detach().cpu().float(), labels=list(captions) if captions else None, colors=colors
-        )
-    return canvas.permute(1, 2, 0).numpy()
+        for mask, color in zip(binary, colors):  # one at a time: torchvision blacks out where masks overlap
+            canvas = draw_segmentation_masks(canvas, mask[None], alpha=alpha, colors=[color])
+    if not len(labels):
+        return canvas.permute(1, 2, 0).numpy()
+    boxes = boxes.detach().cpu().float()
+    line = max(1, min(canvas.shape[-2:]) // 300)  # box lines as thick as the picture is large
+    canvas = draw_bounding_boxes(canvas, boxes, colors=colors, width=line)
+    picture = canvas.permute(1, 2, 0).numpy()
+    if captions:
+        picture = draw_labels(picture, boxes.tolist(), list(captions), colors)
+    return picture
 
 
 def draw_prediction(
@@ -101,8 +108,13 @@ def draw_prediction(
     return draw_instances(image, output["boxes"][keep], masks, labels, captions)
 
 
-def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
-    """Return [H, W_left + gap + W_right, 3]: the two pictures next to each other on a white gap."""
+def side_by_side(
+    left: np.ndarray, right: np.ndarray, gap: int = 4, titles: tuple[str, str] | None = None
+) -> np.ndarray:
+    """Return [H, W_left + gap + W_right, 3]: the two pictures next to each other on a white gap, each
+    under its title when `titles` are given."""
+    if titles is not None:
+        left, right = caption_strip(left, titles[0]), caption_strip(right, titles[1])
     height = max(left.shape[0], right.shape[0])
     canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, dtype=np.uint8)
     canvas[: left.shape[0], : left.shape[1]] = left

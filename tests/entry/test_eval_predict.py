@@ -10,6 +10,8 @@ from PIL import Image
 from support.cli import run_batch, run_cli
 from support.paths import BALLOON_DIR, require_balloon, require_fixture
 
+from msr.viz.labels import enlargement_for
+
 #: The numbers pycocotools prints for the fixture's fake results (val2014_fake_eval_res.txt).
 FIXTURE_AP = {"segm": 0.3195452758576433, "bbox": 0.5045806987249628}
 
@@ -150,7 +152,8 @@ def test_predict_writes_results_json_and_overlays(trained_run, cli_env, tmp_path
         with Image.open(out / "overlays" / f"{name.rsplit('.', 1)[0]}.png") as overlay:
             overlay.verify()
         with Image.open(out / "overlays" / f"{name.rsplit('.', 1)[0]}.png") as overlay:
-            assert overlay.size == (w, h) and overlay.mode == "RGB"
+            factor = enlargement_for(h, w)  # small pictures are drawn larger, by a whole factor
+            assert overlay.size == (w * factor, h * factor) and overlay.mode == "RGB"
 
 
 @pytest.fixture(scope="module")

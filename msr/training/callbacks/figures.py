@@ -110,6 +110,7 @@ class EvaluationFigures(EvaluationCallback):
         return side_by_side(
             draw_instances(image, truth["boxes"], truth["masks"], labels, captions),
             draw_prediction(image, prediction, class_names, self.score_thresh),
+            titles=("ground truth", f"prediction (box score >= {self.score_thresh:g})"),
         )
 
 

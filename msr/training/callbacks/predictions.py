@@ -13,7 +13,8 @@ from msr.data.image_io import load_rgb_image
 from msr.distributed import gather_results
 from msr.evaluation.results import predictions_to_coco
 from msr.files import write_json_atomic
-from msr.viz.overlays import draw_prediction, save_png
+from msr.viz.labels import enlargement_for
+from msr.viz.overlays import draw_prediction, enlarge_instances, save_png
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class PredictionWriter(BasePredictionWriter):
             if self.overlays:
                 upright = image.get("turned_upright", False)  # the frame the detections are in
                 picture = load_rgb_image(self.images_root / file_name, upright=upright)
+                factor = enlargement_for(*picture.shape[:2])  # small pictures drawn larger, to be read
+                if factor > 1:
+                    picture = picture.repeat(factor, axis=0).repeat(factor, axis=1)
+                    det = enlarge_instances(dict(det), factor)
                 overlay = draw_prediction(picture, det, pl_module.class_names, self.score_thresh)
                 save_png(overlay, self.folder / "overlays" / Path(file_name).with_suffix(".png"))
 
