@@ -191,15 +191,21 @@ def present_keys(variants: Sequence[Variant]) -> list[str]:
     return [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.runs)]
 
 
-def quick_look(folders: Sequence[str | os.PathLike]) -> str:
-    """Return the study table of the runs under `folders` for a 120-column terminal (nothing written)."""
+def study_of(folders: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Variant], tuple[str, ...]]:
+    """Return the finished runs under `folders`, their variants (named without the overrides they all
+    share) and those shared overrides; AggregateError when there is no finished run."""
     runs = find_runs(folders)
     if not runs:
         raise AggregateError(
             f"no finished runs (eval/val_metrics.json + .hydra/overrides.yaml) under {folders}"
         )
     variants = group_runs(runs)
-    common = drop_common_overrides(variants)
+    return runs, variants, drop_common_overrides(variants)
+
+
+def quick_look(folders: Sequence[str | os.PathLike]) -> str:
+    """Return the study table of the runs under `folders` for a 120-column terminal (nothing written)."""
+    runs, variants, common = study_of(folders)
     columns, rows = table_rows(variants)
     shared = f"Overrides common to every variant: {' '.join(common)}\n\n" if common else ""
     head = f"{len(runs)} runs from {', '.join(str(f) for f in folders)}\n\n{shared}"
@@ -259,13 +265,7 @@ def aggregate(
     and one over training runs (per-seed contrasts). `<out>.json` holds every run's metrics by seed, the
     per-seed contrasts and both intervals.
     """
-    runs = find_runs(folders)
-    if not runs:
-        raise AggregateError(
-            f"no finished runs (eval/val_metrics.json + .hydra/overrides.yaml) under {folders}"
-        )
-    variants = group_runs(runs)
-    common = drop_common_overrides(variants)
+    runs, variants, common = study_of(folders)
     columns, rows = table_rows(variants)
     sources = ", ".join(str(f) for f in folders)
     shared = f"Overrides common to every variant: `{' '.join(common)}`\n\n" if common else ""

@@ -9,21 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from support.loaders import LOADER
 
 from msr.cli.convert import main as convert_main
 from msr.data.coco import CocoInstanceDataset
 from msr.data.convert import masks_to_coco
 from msr.data.datamodules import CocoDataModule
 from msr.errors import DatasetError
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 
 def test_balloon_converts_and_loads(balloon_dir: Path, tmp_path: Path, capsys) -> None:

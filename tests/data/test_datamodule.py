@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from support.loaders import LOADER
 from torchvision import tv_tensors
 
 from msr.data.datamodules import Coco2017DataModule, CocoDataModule, SyntheticDataModule, coco2017_paths
@@ -16,15 +17,6 @@ from msr.data.synthetic import CATEGORY_NAMES
 from msr.errors import DatasetError
 
 TINY = {"num_train": 10, "num_val": 5, "image_size": 64}
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 
 @pytest.fixture
@@ -62,7 +54,10 @@ def test_train_and_val_batches(synthetic_dm: SyntheticDataModule) -> None:
 
 def test_multiscale_resize_and_workers(tmp_path: Path) -> None:
     dm = SyntheticDataModule(
-        **TINY, **{**LOADER, "num_workers": 1}, cache_dir=str(tmp_path / "cache"), min_size=[32, 48],
+        **TINY,
+        **{**LOADER, "num_workers": 1},
+        cache_dir=str(tmp_path / "cache"),
+        min_size=[32, 48],
         max_size=80,
     )
     dm.setup("fit")

@@ -10,17 +10,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from support.loaders import LOADER
 
 from msr.data.datamodules import SyntheticDataModule
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 
 def _free_port() -> int:

@@ -6,19 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from support.loaders import LOADER
 
 from msr.data.datamodules import CocoDataModule, ViaDataModule
 from msr.data.folds import pooled_pictures, split_fold, write_fold_files
 from msr.errors import DatasetError
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 CATEGORIES = [{"id": 1, "name": "balloon"}]
 
@@ -29,9 +21,17 @@ def split(num_images: int, prefix: str) -> dict:
     ids = range(1, num_images + 1)
     images = [{"id": i, "file_name": f"{prefix}{i}.jpg", "height": 10, "width": 10} for i in ids]
     anns = [
-        {"id": 2 * i + k, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0,
-         "segmentation": [[0, 0, 2, 0, 2, 2]]}
-        for i in range(1, num_images + 1) for k in range(2)
+        {
+            "id": 2 * i + k,
+            "image_id": i,
+            "category_id": 1,
+            "bbox": [0, 0, 2, 2],
+            "area": 4,
+            "iscrowd": 0,
+            "segmentation": [[0, 0, 2, 0, 2, 2]],
+        }
+        for i in range(1, num_images + 1)
+        for k in range(2)
     ]
     return {"images": images, "annotations": anns, "categories": CATEGORIES}
 

@@ -12,21 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from support.loaders import LOADER
 
 from msr.cli.convert import main
 from msr.data.coco import CocoInstanceDataset
 from msr.data.datamodules import CocoDataModule
 from msr.data.image_io import STORED, load_rgb_image, read_image_size, read_picture_header
 from msr.errors import ConfigError, DatasetError
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 HEIGHT, WIDTH = 24, 40  # of the upright picture
 #: The region drawn on the upright picture: a bright rectangle (VIA pixel indices x, y, width, height).

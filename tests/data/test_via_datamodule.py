@@ -5,18 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.loaders import LOADER
 
 from msr.data.datamodules import ViaDataModule
 from msr.errors import DatasetError
-
-#: The loader settings a data module needs (they have no defaults): in this process, no worker processes.
-LOADER = {
-    "batch_size": 2,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "pin_memory": False,
-    "persistent_workers": False,
-}
 
 
 def test_balloon_converts_once_and_loads(balloon_dir: Path, tmp_path: Path) -> None:
