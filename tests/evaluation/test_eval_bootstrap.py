@@ -65,6 +65,18 @@ def test_recall_limited_ap_and_its_interval_match_the_binomial_answer(synth):
     assert interval.low == pytest.approx(0.505 - 0.069, abs=0.02)
     assert interval.high == pytest.approx(0.505 + 0.069, abs=0.02)
     assert interval.excludes_zero
+    # the level pinned: each replicate's contrast is 1 - (recall thresholds reached by the drawn found
+    # share) / 101, so the default interval is exactly the 2.5 % and 97.5 % percentiles of those values
+    recall = draws[:, 0::2].sum(axis=1) / N
+    values = 1.0 - np.searchsorted(RECALL_THRESHOLDS, recall, side="right") / 101
+    low, high = np.percentile(values, [2.5, 97.5])
+    assert (interval.low, interval.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert interval.mean == pytest.approx(values.mean(), abs=1e-12)
+    ninety = np.percentile(values, 95.0)  # a 90 % interval ends one recall step lower on these draws
+    assert interval.high > ninety + 0.005
+    assert contrast_interval([[(1.0, perfect), (-1.0, half)]], draws, level=0.9).high == pytest.approx(
+        ninety, abs=1e-12
+    )
 
 
 def test_identical_sides_give_a_zero_interval_and_pairing_removes_shared_noise(synth):
@@ -104,6 +116,17 @@ def test_interval_of_replicates_gives_mean_basic_interval_p_value_and_borderline
     assert near.low == pytest.approx(0.003) and near.excludes_zero and near.borderline
     far = interval_of_replicates(0.5, np.linspace(0.1, 1.0, 1001))
     assert far.excludes_zero and not far.borderline and far.p_value == pytest.approx(2 / 1002)
+
+
+def test_interval_level_is_pinned_on_a_known_array():
+    values = np.arange(1001, dtype=np.float64)  # the q-th percentile of 0..1000 is 10·q
+    shuffled = np.random.default_rng(0).permutation(values)  # the order of the replicates does not matter
+    for given in (values, shuffled):
+        interval = interval_of_replicates(0.0, given)
+        assert interval.low == pytest.approx(25.0, abs=1e-9)
+        assert interval.high == pytest.approx(975.0, abs=1e-9)
+    ninety = interval_of_replicates(0.0, values, level=0.9)
+    assert (ninety.low, ninety.high) == (pytest.approx(50.0, abs=1e-9), pytest.approx(950.0, abs=1e-9))
 
 
 def test_ties_are_counted_and_bound_the_ap(synth):
