@@ -26,6 +26,7 @@ from msr.run_lock import hold_run_folder, is_resuming
 from msr.training.assembly import build_callbacks, build_logger, build_net, net_config, resolve_ckpt_path
 from msr.training.checkpoints import check_resumable
 from msr.training.resume import ExactResume
+from msr.training.rng_state import RngStateCallback
 from msr.training.tracking import finish_wandb, run_metadata
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
         data_config=to_dict(cfg.data),
     )
     logger = build_logger(cfg.get("logger"))
-    callbacks = [ExactResume(), *build_callbacks(cfg.callbacks, cfg.trainer)]
+    callbacks = [ExactResume(), RngStateCallback(), *build_callbacks(cfg.callbacks, cfg.trainer)]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(folder)
     )

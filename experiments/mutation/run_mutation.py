@@ -1,0 +1,168 @@
+"""Mutation testing of msr's core: `make mutation` (mutmut 3, the `mutation` optional dependencies).
+
+Each group of core modules is mutated against the fast tests that cover it, in a scratch copy of the
+checkout (`.mutation/<group>/`, ignored by git) so that groups never share mutmut's state. mutmut runs, for
+every mutant, only the tests that call the mutated function. The outcome of every mutant (killed,
+survived, timeout, no test) is written to experiments/mutation/results/<group>.json with the survivors'
+diffs; experiments/mutation/README.md reads them.
+
+    python experiments/mutation/run_mutation.py                 # every group
+    python experiments/mutation/run_mutation.py bootstrap resume  # some groups
+    python experiments/mutation/run_mutation.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRATCH = ROOT / ".mutation"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: group -> (modules mutated, test files run against them): in-process tests only (a program started as
+#: a subprocess would import the unmutated package).
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "maskiou": (
+        ["msr/models/maskiou/*"],
+        [
+            "tests/models/test_maskiou_head.py",
+            "tests/models/test_maskiou_loss.py",
+            "tests/models/test_maskiou_targets.py",
+            "tests/models/test_model.py",
+        ],
+    ),
+    "roi_heads": (
+        ["msr/models/roi_heads.py"],
+        [
+            "tests/models/test_model.py",
+            "tests/models/test_maskiou_targets.py",
+            "tests/models/test_frozen_trunk.py",
+        ],
+    ),
+    "bootstrap": (
+        ["msr/evaluation/bootstrap.py"],
+        ["tests/evaluation/test_eval_bootstrap.py", "tests/evaluation/test_bootstrap_duplicates.py"],
+    ),
+    "calibration": (["msr/evaluation/calibration.py"], ["tests/evaluation/test_eval_calibration.py"]),
+    "scoring": (["msr/evaluation/scoring.py"], ["tests/evaluation/test_eval_scoring.py"]),
+    "intervals": (["msr/studies/intervals.py"], ["tests/evaluation/test_eval_bootstrap.py"]),
+    "resume": (
+        ["msr/training/resume.py", "msr/training/rng_state.py"],
+        ["tests/training/test_resume.py"],
+    ),
+    "checkpoints": (
+        ["msr/training/checkpoints.py", "msr/training/checkpoint_io.py"],
+        ["tests/training/test_checkpoints.py", "tests/training/test_resume.py"],
+    ),
+    "coco": (["msr/data/coco.py"], ["tests/data/test_coco.py"]),
+    "segmentation": (["msr/data/segmentation.py"], ["tests/data/test_segmentation.py"]),
+}
+
+#: mutmut's exit codes per mutant -> outcome (mutmut.__main__.status_by_exit_code).
+OUTCOMES = {
+    1: "killed", 3: "killed", -24: "timeout", 24: "timeout", 152: "timeout", 0: "survived",
+    5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious", 36: "timeout", 37: "caught by type check",
+    255: "timeout", -11: "segfault", -9: "segfault",
+}
+
+
+def scratch_copy(group: str) -> Path:
+    """Return a fresh copy of what the group's tests need: msr, tests, experiments, hydra_plugins and
+    pyproject.toml with the group's [tool.mutmut] section."""
+    modules, tests = GROUPS[group]
+    folder = SCRATCH / group
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for name in ("msr", "tests", "experiments", "hydra_plugins"):
+        shutil.copytree(ROOT / name, folder / name, ignore=skip)
+    section = {
+        "source_paths": ["msr"],
+        "only_mutate": modules,
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:randomly", "-q"],
+    }
+    lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in section.items()]
+    (folder / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
+    return folder
+
+
+def outcomes(folder: Path) -> dict[str, str]:
+    """Return {mutant name: outcome} from the .meta files mutmut wrote under `folder`/mutants."""
+    found: dict[str, str] = {}
+    for meta in sorted((folder / "mutants").rglob("*.meta")):
+        for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+            found[name] = "not run" if code is None else OUTCOMES.get(code, f"exit code {code}")
+    return found
+
+
+def diff(folder: Path, mutant: str) -> str:
+    """Return mutmut's diff of one mutant."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", mutant], cwd=folder, capture_output=True, text=True
+    )
+    return proc.stdout.strip()
+
+
+def run_group(group: str, max_children: int) -> dict:
+    """Run mutmut on `group`; return and write its record (score, outcome per mutant, survivors' diffs)."""
+    folder = scratch_copy(group)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    found = outcomes(folder)
+    counts: dict[str, int] = {}
+    for outcome in found.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    killed = sum(n for outcome, n in counts.items() if outcome.startswith(("killed", "timeout")))
+    tested = sum(n for outcome, n in counts.items() if outcome in ("killed", "timeout", "survived"))
+    record = {
+        "group": group,
+        "modules": GROUPS[group][0],
+        "tests": GROUPS[group][1],
+        "mutants": len(found),
+        "counts": counts,
+        "score": round(killed / tested, 4) if tested else None,
+        "minutes": round((time.monotonic() - start) / 60, 1),
+        "mutmut_exit_code": proc.returncode,
+        "survivors": {m: diff(folder, m) for m, o in sorted(found.items()) if o in ("survived", "no tests")},
+    }
+    if proc.returncode != 0 and not found:
+        record["mutmut_output"] = (proc.stdout + proc.stderr)[-4000:]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{group}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named groups (default: all); print one line per group; return 0."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("groups", nargs="*", choices=[[], *GROUPS], help="groups to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the groups and exit")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for group, (modules, tests) in GROUPS.items():
+            print(f"{group}: {' '.join(modules)} <- {' '.join(tests)}")
+        return 0
+    for group in args.groups or list(GROUPS):
+        record = run_group(group, args.max_children)
+        print(f"{group}: score {record['score']} {record['counts']} ({record['minutes']} min)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
