@@ -9,6 +9,7 @@ diffs; experiments/mutation/README.md reads them.
     python experiments/mutation/run_mutation.py                 # every group
     python experiments/mutation/run_mutation.py bootstrap resume  # some groups
     python experiments/mutation/run_mutation.py --list
+    python experiments/mutation/run_mutation.py --summary         # the recorded scores, as a table
 """
 
 from __future__ import annotations
@@ -151,6 +152,29 @@ def run_group(group: str, max_children: int) -> dict:
     return record
 
 
+def summary() -> str:
+    """Return a markdown table of the recorded results: one row per group (score over all mutants, over
+    those some test runs, and the counts)."""
+    header = "| group | modules | mutants | killed | survived | no test | score | score (tested) |"
+    rows = [header, "|---" * 8 + "|"]
+    for group in GROUPS:
+        path = RESULTS / f"{group}.json"
+        if not path.is_file():
+            rows.append(f"| {group} | {' '.join(GROUPS[group][0])} | not run | | | | | |")
+            continue
+        record = json.loads(path.read_text())
+        counts = record["counts"]
+        killed = counts.get("killed", 0) + counts.get("timeout", 0)
+        survived, untested = counts.get("survived", 0), counts.get("no tests", 0)
+        total = record["mutants"]
+        covered = killed + survived
+        rows.append(
+            f"| {group} | {' '.join(record['modules'])} | {total} | {killed} | {survived} | {untested} | "
+            f"{killed / total:.1%} | {killed / covered:.1%} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the named groups (default: all); print one line per group; return 0."""
     parser = argparse.ArgumentParser(
@@ -158,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("groups", nargs="*", choices=[[], *GROUPS], help="groups to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
+    parser.add_argument("--summary", action="store_true", help="print the recorded scores and exit")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args(argv)
     if args.list:
         for group, (modules, tests) in GROUPS.items():
             print(f"{group}: {' '.join(modules)} <- {' '.join(tests)}")
+        return 0
+    if args.summary:
+        print(summary())
         return 0
     for group in args.groups or list(GROUPS):
         record = run_group(group, args.max_children)
