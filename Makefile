@@ -26,8 +26,11 @@ test: install
 
 # Mutation testing of the core modules against their fast tests (mutmut; not part of `make test`): about an
 # hour on 2 cores -> experiments/mutation/results/<group>.json. One group: make mutation ARGS="bootstrap"
-mutation: install
+$(VENV)/.mutation-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install -e ".[dev,mutation]"
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
 	nice -n 10 $(BIN)/python experiments/mutation/run_mutation.py $(ARGS)
 
 # Every benchmark under experiments/benchmarks/ -> experiments/benchmarks/results/{*.json,SUMMARY.md}
