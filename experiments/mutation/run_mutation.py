@@ -117,16 +117,23 @@ def diff(folder: Path, mutant: str) -> str:
     return proc.stdout.strip()
 
 
-def run_group(group: str, max_children: int) -> dict:
-    """Run mutmut on `group`; return and write its record (score, outcome per mutant, survivors' diffs)."""
-    folder = scratch_copy(group)
+def run_group(group: str, max_children: int, run: bool = True) -> dict:
+    """Run mutmut on `group`; return and write its record (score, outcome per mutant, survivors' diffs).
+
+    run=False records what an earlier, interrupted run of the group left in its scratch copy."""
+    folder = SCRATCH / group
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-    )
+    returncode = None
+    output = ""
+    if run:
+        folder = scratch_copy(group)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
+        returncode, output = proc.returncode, proc.stdout + proc.stderr
     found = outcomes(folder)
     counts: dict[str, int] = {}
     for outcome in found.values():
@@ -139,14 +146,15 @@ def run_group(group: str, max_children: int) -> dict:
         "tests": GROUPS[group][1],
         "mutants": len(found),
         "counts": counts,
-        "score": round(killed / len(found), 4) if found else None,  # of all mutants
+        "score": round(killed / (len(found) - counts.get("not run", 0)), 4) if covered else None,  # all run
         "score_covered": round(killed / covered, 4) if covered else None,  # of those some test runs
         "minutes": round((time.monotonic() - start) / 60, 1),
-        "mutmut_exit_code": proc.returncode,
+        "mutmut_exit_code": returncode,
+        "complete": bool(found) and "not run" not in counts,
         "survivors": {m: diff(folder, m) for m, o in sorted(found.items()) if o in ("survived", "no tests")},
     }
-    if proc.returncode != 0 and not found:
-        record["mutmut_output"] = (proc.stdout + proc.stderr)[-4000:]
+    if returncode not in (0, None) and not found:
+        record["mutmut_output"] = output[-4000:]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{group}.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -166,8 +174,10 @@ def summary() -> str:
         counts = record["counts"]
         killed = counts.get("killed", 0) + counts.get("timeout", 0)
         survived, untested = counts.get("survived", 0), counts.get("no tests", 0)
-        total = record["mutants"]
+        total = record["mutants"] - counts.get("not run", 0)
         covered = killed + survived
+        if not record.get("complete", True):
+            group = f"{group} (partial: {total} of {record['mutants']} mutants)"
         rows.append(
             f"| {group} | {' '.join(record['modules'])} | {total} | {killed} | {survived} | {untested} | "
             f"{killed / total:.1%} | {killed / covered:.1%} |"
@@ -183,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", choices=[[], *GROUPS], help="groups to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     parser.add_argument("--summary", action="store_true", help="print the recorded scores and exit")
+    parser.add_argument(
+        "--record-only", action="store_true", help="record what an interrupted run left in .mutation/<group>"
+    )
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args(argv)
     if args.list:
@@ -193,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary())
         return 0
     for group in args.groups or list(GROUPS):
-        record = run_group(group, args.max_children)
+        record = run_group(group, args.max_children, run=not args.record_only)
         print(f"{group}: score {record['score']} {record['counts']} ({record['minutes']} min)", flush=True)
     return 0
 

@@ -114,6 +114,20 @@ def fit(
     return trained
 
 
+def test_generator_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    np.random.normal()  # a cached Gaussian in NumPy's state
+    states = capture_rng_states()
+    expected = torch.rand(3), np.random.rand(3), np.random.normal(), random.random(), random.gauss(0, 1)
+    torch.save({CHECKPOINT_KEY: states}, tmp_path / "states.pt")
+    loaded = torch.load(tmp_path / "states.pt", weights_only=True)[CHECKPOINT_KEY]
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    restore_rng_states(loaded)
+    again = torch.rand(3), np.random.rand(3), np.random.normal(), random.random(), random.gauss(0, 1)
+    assert torch.equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
+    assert again[2:] == expected[2:]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """Return the uninterrupted run's weights and its checkpoint of epoch 0's end (where a run killed
@@ -167,17 +181,3 @@ def test_without_the_generators_states_the_resumed_run_differs(runs, tmp_path):
     resumed = fit(tmp_path / "run", ckpt_path=tmp_path / "no_rng.ckpt").state_dict()
     whole = runs["whole"]
     assert any(not torch.equal(whole[k], resumed[k]) for k in whole if whole[k].is_floating_point())
-
-
-def test_generator_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
-    torch.manual_seed(5), np.random.seed(5), random.seed(5)
-    np.random.normal()  # a cached Gaussian in NumPy's state
-    states = capture_rng_states()
-    expected = torch.rand(3), np.random.rand(3), np.random.normal(), random.random(), random.gauss(0, 1)
-    torch.save({CHECKPOINT_KEY: states}, tmp_path / "states.pt")
-    loaded = torch.load(tmp_path / "states.pt", weights_only=True)[CHECKPOINT_KEY]
-    torch.manual_seed(9), np.random.seed(9), random.seed(9)
-    restore_rng_states(loaded)
-    again = torch.rand(3), np.random.rand(3), np.random.normal(), random.random(), random.gauss(0, 1)
-    assert torch.equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
-    assert again[2:] == expected[2:]
