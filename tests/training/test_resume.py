@@ -128,6 +128,25 @@ def test_generator_states_round_trip_through_a_weights_only_checkpoint(tmp_path)
     assert again[2:] == expected[2:]
 
 
+def test_cuda_generator_states_are_saved_and_set_back_on_as_many_devices(monkeypatch):
+    """The CUDA branch, without a GPU: torch.cuda's functions replaced by recorders."""
+    saved = [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", calls.append)
+    states = capture_rng_states()
+    assert states["cuda"] is saved
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    restore_rng_states(states)
+    assert calls == [saved]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # another machine: left as seeded
+    restore_rng_states(states)
+    restore_rng_states({k: v for k, v in states.items() if k != "cuda"})  # saved on a CPU
+    assert calls == [saved]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """Return the uninterrupted run's weights and its checkpoint of epoch 0's end (where a run killed
