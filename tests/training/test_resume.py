@@ -147,6 +147,56 @@ def test_cuda_generator_states_are_saved_and_set_back_on_as_many_devices(monkeyp
     assert calls == [saved]
 
 
+def epoch_end_loop_state(epochs: int = 1, batches: int = 3) -> dict:
+    """Return the fit-loop state Lightning saves at the end of training epoch `epochs` - 1 (processed, not
+    completed, after its last batch), as msr's last.ckpt holds it."""
+    counts = {"ready": batches, "started": batches, "processed": batches, "completed": batches}
+    epoch = {"ready": epochs, "started": epochs, "processed": epochs, "completed": epochs - 1}
+    steps = {"ready": batches, "completed": batches}
+    return {
+        "epoch_progress": {"total": dict(epoch), "current": dict(epoch)},
+        "epoch_loop.batch_progress": {"total": dict(counts), "current": dict(counts), "is_last_batch": True},
+        "epoch_loop.scheduler_progress": {"total": dict(steps), "current": dict(steps)},
+        "epoch_loop.automatic_optimization.optim_progress": {
+            "optimizer": {"step": {"total": dict(steps), "current": dict(steps)}}
+        },
+        "epoch_loop.val_loop.batch_progress": {"total": dict(counts), "current": dict(counts)},
+        "epoch_loop.state_dict": {"_batches_that_stepped": batches * epochs},
+    }
+
+
+def test_only_an_epoch_end_loop_state_is_rewritten_as_the_next_epochs_start():
+    from msr.training.resume import as_next_epoch_start, saved_at_epoch_end
+
+    assert saved_at_epoch_end(epoch_end_loop_state()) and saved_at_epoch_end(epoch_end_loop_state(2))
+    assert not saved_at_epoch_end({})  # a checkpoint without loop state
+    mid_epoch = epoch_end_loop_state()
+    mid_epoch["epoch_loop.batch_progress"]["is_last_batch"] = False
+    completed = epoch_end_loop_state()  # written after the epoch completed (at the end of training)
+    completed["epoch_progress"]["total"]["completed"] = 1
+    not_ready = epoch_end_loop_state()
+    not_ready["epoch_progress"]["total"]["ready"] = 2
+    unprocessed = epoch_end_loop_state()
+    unprocessed["epoch_progress"]["total"]["processed"] = 0
+    never_started = epoch_end_loop_state()
+    never_started["epoch_progress"]["total"] = {"ready": 0, "started": 0, "processed": 0, "completed": -1}
+    for state in (mid_epoch, completed, not_ready, unprocessed, never_started):
+        assert not saved_at_epoch_end(state)
+
+    state = epoch_end_loop_state()
+    as_next_epoch_start(state)
+    assert state["epoch_progress"]["total"] == {"ready": 1, "started": 1, "processed": 1, "completed": 1}
+    assert state["epoch_progress"]["current"]["completed"] == 1
+    zeros = {"ready": 0, "started": 0, "processed": 0, "completed": 0}
+    batches = state["epoch_loop.batch_progress"]
+    assert batches["current"] == zeros and batches["total"]["completed"] == 3 and not batches["is_last_batch"]
+    assert state["epoch_loop.scheduler_progress"]["current"] == {"ready": 0, "completed": 0}
+    optimizer = state["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]
+    assert optimizer["current"] == {"ready": 0, "completed": 0} and optimizer["total"]["completed"] == 3
+    assert state["epoch_loop.val_loop.batch_progress"]["total"] == zeros
+    assert not saved_at_epoch_end(state)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """Return the uninterrupted run's weights and its checkpoint of epoch 0's end (where a run killed
