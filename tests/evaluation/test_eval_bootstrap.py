@@ -272,3 +272,23 @@ def test_categories_without_ground_truth_leave_the_mean_and_pictures_without_any
     interval = contrast_interval([[(1.0, evaluation)]], draws)
     assert interval.estimate == pytest.approx(1.0)
     assert (interval.low, interval.high) == (-1.0, 1.0)
+
+
+def test_bootstrap_draws_are_seeded_with_0_by_default_and_intervals_print_their_verdict():
+    from msr.evaluation.bootstrap import Interval
+
+    expected = np.random.default_rng(0).multinomial(5, np.full(5, 0.2), size=3)
+    assert np.array_equal(bootstrap_counts(5, 3), expected)
+    assert np.array_equal(bootstrap_counts(5, 3), bootstrap_counts(5, 3, seed=0))
+    assert str(Interval(0.1, 0.05, 0.2)) == "+0.1000 [+0.0500, +0.2000] *"
+    assert str(Interval(0.1, -0.05, 0.2)) == "+0.1000 [-0.0500, +0.2000]"
+
+
+def test_a_contrast_without_terms_is_refused(synth):
+    from msr.errors import EvaluationError
+
+    gt, results = one_object_case(synth, found={0})
+    evaluation = evaluate_per_image(results, gt)
+    for contrasts in ([], [[]], [[(1.0, evaluation)], []]):
+        with pytest.raises(EvaluationError, match="needs at least one term"):
+            contrast_interval(contrasts, bootstrap_counts(N, 4))
