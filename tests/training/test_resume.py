@@ -13,7 +13,8 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from support.tiny_nets import tiny_net
 from torch.utils.data import DataLoader, Dataset
 
@@ -81,16 +82,43 @@ class Probe(pl.Callback):
             }
 
 
+class StepLogger(Logger):
+    """Records the step of every logged metric and every `rewind(step)` (msr's CSV logger forgets the rows
+    beyond it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: dict[str, list[int]] = {}
+        self.rewound: list[int] = []
+
+    name, version = "steps", 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        for key in metrics:
+            self.steps.setdefault(key, []).append(step)
+
+    def rewind(self, step: int) -> None:
+        self.rewound.append(step)
+
+
 class EveryEpoch(ModelCheckpoint):
     """A ModelCheckpoint that keeps every epoch's file (its own class: its own state key)."""
 
 
 def fit(
-    folder: Path, ckpt_path: Path | None = None, rng: bool = True, probe: Probe | None = None
+    folder: Path,
+    ckpt_path: Path | None = None,
+    rng: bool = True,
+    probe: Probe | None = None,
+    logger: StepLogger | None = None,
 ) -> MSRModule:
     """Train `module()` for 2 epochs of 3 steps (max_steps set, as msr-train does) with msr-train's
     last.ckpt callback (written at every epoch end) and epoch<N>.ckpt files kept beside it, in `folder`;
-    resume from `ckpt_path`; return the trained module."""
+    resume from `ckpt_path`; the learning rate and the loss go to `logger` every step; return the trained
+    module."""
     pl.seed_everything(0, workers=True, verbose=False)
     every_epoch = dict(monitor=None, save_on_train_epoch_end=True, enable_version_counter=False)
     every_epoch["auto_insert_metric_name"] = False
@@ -98,13 +126,15 @@ def fit(
         ExactResume(),
         ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, **every_epoch),
         EveryEpoch(dirpath=folder, filename="epoch{epoch}", save_top_k=-1, **every_epoch),
+        LearningRateMonitor(logging_interval="step"),
     ]
     if rng:
         callbacks.insert(1, RngStateCallback())
     if probe is not None:
         callbacks.append(probe)
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=2, max_steps=300, logger=False, callbacks=callbacks,
+        accelerator="cpu", max_epochs=2, max_steps=300, logger=logger or StepLogger(), callbacks=callbacks,
+        log_every_n_steps=1,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         deterministic=True,
     )
@@ -202,8 +232,9 @@ def runs(tmp_path_factory) -> dict:
     """Return the uninterrupted run's weights and its checkpoint of epoch 0's end (where a run killed
     right after that write resumes from)."""
     root = tmp_path_factory.mktemp("resume")
-    whole = fit(root / "whole").state_dict()
-    return {"root": root, "whole": whole, "epoch0": root / "whole" / "epoch0.ckpt"}
+    logger = StepLogger()
+    whole = fit(root / "whole", logger=logger).state_dict()
+    return {"root": root, "whole": whole, "epoch0": root / "whole" / "epoch0.ckpt", "logged": logger.steps}
 
 
 def test_resumed_run_starts_from_the_checkpoints_weights_moments_and_norm_statistics(runs):
@@ -236,10 +267,16 @@ def test_resumed_run_starts_from_the_checkpoints_weights_moments_and_norm_statis
 def test_resumed_run_ends_with_the_uninterrupted_runs_weights_bit_for_bit(runs):
     checkpoint = torch.load(runs["epoch0"], map_location="cpu", weights_only=True)
     assert set(checkpoint[CHECKPOINT_KEY]) >= {"torch", "numpy", "python"}
-    resumed = fit(runs["root"] / "resumed", ckpt_path=runs["epoch0"]).state_dict()
+    logger = StepLogger()
+    resumed = fit(runs["root"] / "resumed", ckpt_path=runs["epoch0"], logger=logger).state_dict()
     whole = runs["whole"]
     differ = [k for k in whole if not torch.equal(whole[k], resumed[k])]
     assert not differ, differ[:5]
+    # the loggers forget what follows the checkpoint's step, and the resumed steps are logged at the steps
+    # the uninterrupted run logged them (Lightning's restart advances the loggers' step once: put back)
+    assert logger.rewound == [3]
+    for key in ("train/loss", "lr-AdamW"):
+        assert logger.steps[key] == runs["logged"][key][3:] == [3, 4, 5], key
 
 
 def test_without_the_generators_states_the_resumed_run_differs(runs, tmp_path):
