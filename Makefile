@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev train test lint bench bench-gpu clean
+.PHONY: install install-dev train test lint mutation bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: install
 	$(BIN)/python -m ruff check msr tests experiments
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
+# Mutation testing of the core modules against their fast tests (mutmut; not part of `make test`): about an
+# hour on 2 cores -> experiments/mutation/results/<group>.json. One group: make mutation ARGS="bootstrap"
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[dev,mutation]"
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
+	nice -n 10 $(BIN)/python experiments/mutation/run_mutation.py $(ARGS)
+
 # Every benchmark under experiments/benchmarks/ -> experiments/benchmarks/results/{*.json,SUMMARY.md}
 bench: install
 	$(BIN)/python experiments/run_benchmarks.py $(ARGS)
@@ -38,4 +47,4 @@ lint: install
 	$(BIN)/python -m ruff check msr tests experiments
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mutation

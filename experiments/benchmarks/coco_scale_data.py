@@ -12,7 +12,7 @@ For each variant, in a fresh child process:
    minus the first.
 
 `old` is `CocoInstanceDataset` of commit `_old_coco.OLD_COMMIT` (a pycocotools index and per-image
-Python dicts, read from git history); `new` is today's (flat NumPy arrays). The annotations come from
+Python dicts, kept beside this script); `new` is today's (flat NumPy arrays). The annotations come from
 `msr.data.coco_like` (118,287 pictures, ~860k instances), generated once into the msr cache.
 
     python experiments/benchmarks/coco_scale_data.py                    # ~6 min on 2 CPU cores
@@ -85,10 +85,7 @@ def run_variant(variant: str, root: Path, workers: int, chunk: int, decode: bool
     if variant == "old":
         from _old_coco import old_coco_module
 
-        module = old_coco_module()
-        if module is None:
-            return {"skipped": "the old code is not in this checkout's git history"}
-        dataset_cls = module.CocoInstanceDataset
+        dataset_cls = old_coco_module().CocoInstanceDataset
     else:
         from msr.data.coco import CocoInstanceDataset as dataset_cls
     if not decode:

@@ -99,6 +99,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
     from msr.training.assembly import build_callbacks, build_loggers, build_net, net_config, resolve_ckpt_path
     from msr.training.checkpoints import check_resumable
     from msr.training.resume import ExactResume
+    from msr.training.rng_state import RngStateCallback
     from msr.training.tracking import finish_wandb, run_metadata
 
     pl.seed_everything(cfg.seed, workers=True)
@@ -119,7 +120,7 @@ def train_end_to_end(cfg: DictConfig) -> float | None:
         data_config=to_dict(cfg.data),
     )
     loggers = build_loggers(cfg.get("logger"))
-    callbacks = [ExactResume(), *build_callbacks(cfg.callbacks, cfg.trainer)]
+    callbacks = [ExactResume(), RngStateCallback(), *build_callbacks(cfg.callbacks, cfg.trainer)]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(folder)
     )

@@ -48,3 +48,38 @@ def _run_lengths(mask: np.ndarray) -> list[int]:
     flat = mask.flatten(order="F").astype(np.uint8)
     changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
     return np.diff(np.concatenate([[0], changes])).tolist()
+
+
+def test_a_triangle_is_the_smallest_polygon_kept():
+    from msr.data.segmentation import clean_polygons
+
+    triangle, segment, odd = [0.0, 0.0, 8.0, 0.0, 0.0, 8.0], [0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 0.0, 0.0]
+    assert clean_polygons([triangle, segment, odd, [*triangle, float("nan"), 1.0]]) == [triangle]
+
+
+def test_only_a_dict_with_counts_and_size_is_an_rle():
+    from msr.data.segmentation import is_rle_segmentation
+
+    assert is_rle_segmentation({"counts": "a", "size": [2, 2]})
+    assert not is_rle_segmentation({"size": [2, 2]}) and not is_rle_segmentation({"counts": "a"})
+    assert not is_rle_segmentation(["counts", "size"])  # a list holding those names is no RLE
+
+
+def test_no_masks_decode_to_an_empty_uint8_stack_of_the_picture_size():
+    empty = decode_masks([], 5, 7)
+    assert empty.shape == (0, 5, 7) and empty.dtype == np.uint8
+
+
+def test_boolean_masks_encode_like_uint8_ones_and_area_and_box_read_back():
+    from msr.data.segmentation import rle_area, rle_bbox_xywh
+
+    mask = torch.zeros(1, 6, 9, dtype=torch.bool)
+    mask[0, 1:4, 2:7] = True
+    (rle,) = encode_masks(mask)
+    assert rle == encode_masks(mask.to(torch.uint8))[0] and isinstance(rle["counts"], str)
+    assert rle_area(rle) == 15 and rle_bbox_xywh(rle) == [2.0, 1.0, 5.0, 3.0]
+
+
+def test_an_unknown_segmentation_is_refused_naming_its_type():
+    with pytest.raises(ValueError, match="not a COCO segmentation .*: int$"):
+        segmentation_to_rle(5, 4, 4)

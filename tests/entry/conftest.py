@@ -11,7 +11,10 @@ from support.cli import TINY, run_cli
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, cli_env) -> dict:
-    """Train 4 steps (one epoch, validated at its end) and return the run folder and its outputs."""
+    """Train 4 steps (one epoch, validated at its end) and return the run folder and its outputs.
+
+    Every test of this folder that needs a trained run uses this one (test_train.py, test_eval_predict.py)
+    and must leave it as trained: a test that trains on from it copies the folder first."""
     root = tmp_path_factory.mktemp("train")
     run = root / "run"
     proc = run_cli("train", *TINY, "schedule=cpu_tiny", f"hydra.run.dir={run}", env=cli_env, cwd=root)

@@ -41,9 +41,15 @@ def assert_same_metrics(a, b):
         assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], abs=1e-12), key
 
 
-def test_eval_of_checkpoint_reproduces_training_metrics(trained_run, cli_env, tmp_path):
-    folder = tmp_path / "eval"
-    metrics = eval_checkpoint(trained_run, cli_env, folder)
+@pytest.fixture(scope="module")
+def single_eval(trained_run, cli_env, tmp_path_factory):
+    """Return (metrics, run folder) of msr-eval on the tiny run's best checkpoint in one process."""
+    folder = tmp_path_factory.mktemp("single_eval") / "eval"
+    return eval_checkpoint(trained_run, cli_env, folder), folder
+
+
+def test_eval_of_checkpoint_reproduces_training_metrics(trained_run, single_eval):
+    metrics, folder = single_eval
     assert_same_metrics(comparable(metrics), comparable(trained_run["metrics"]))
     # where the outputs went: the first and the last line, and the calibration plot at the checkpoint's step
     lines = [line for line in (folder / "stdout.txt").read_text().splitlines() if line.strip()]
@@ -64,9 +70,9 @@ def test_eval_changes_a_key_of_the_stored_data_config(trained_run, cli_env, tmp_
     assert {r["image_id"] for r in five} - {1, 2, 3}  # the training run's evaluation did see more pictures
 
 
-def test_eval_under_ddp_two_processes_equals_one(trained_run, cli_env, tmp_path):
+def test_eval_under_ddp_two_processes_equals_one(trained_run, cli_env, tmp_path, single_eval):
     """5 val pictures (odd) over 2 gloo ranks: the sampler pads one duplicate that must not count."""
-    one = eval_checkpoint(trained_run, cli_env, tmp_path / "one")
+    one, one_folder = single_eval
     two = eval_checkpoint(
         trained_run,
         cli_env,
@@ -77,7 +83,7 @@ def test_eval_under_ddp_two_processes_equals_one(trained_run, cli_env, tmp_path)
     )
     assert one["calib/num_detections"] > 0
     assert_same_metrics(comparable(two), comparable(one))
-    segm_one = json.loads((tmp_path / "one" / "eval" / "segm_results.json").read_text())
+    segm_one = json.loads((one_folder / "eval" / "segm_results.json").read_text())
     segm_two = json.loads((tmp_path / "two" / "eval" / "segm_results.json").read_text())
     assert len(segm_two) == len(segm_one)
 

@@ -65,6 +65,18 @@ def test_recall_limited_ap_and_its_interval_match_the_binomial_answer(synth):
     assert interval.low == pytest.approx(0.505 - 0.069, abs=0.02)
     assert interval.high == pytest.approx(0.505 + 0.069, abs=0.02)
     assert interval.excludes_zero
+    # the level pinned: each replicate's contrast is 1 - (recall thresholds reached by the drawn found
+    # share) / 101, so the default interval is exactly the 2.5 % and 97.5 % percentiles of those values
+    recall = draws[:, 0::2].sum(axis=1) / N
+    values = 1.0 - np.searchsorted(RECALL_THRESHOLDS, recall, side="right") / 101
+    low, high = np.percentile(values, [2.5, 97.5])
+    assert (interval.low, interval.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert interval.mean == pytest.approx(values.mean(), abs=1e-12)
+    ninety = np.percentile(values, 95.0)  # a 90 % interval ends one recall step lower on these draws
+    assert interval.high > ninety + 0.005
+    assert contrast_interval([[(1.0, perfect), (-1.0, half)]], draws, level=0.9).high == pytest.approx(
+        ninety, abs=1e-12
+    )
 
 
 def test_identical_sides_give_a_zero_interval_and_pairing_removes_shared_noise(synth):
@@ -104,6 +116,17 @@ def test_interval_of_replicates_gives_mean_basic_interval_p_value_and_borderline
     assert near.low == pytest.approx(0.003) and near.excludes_zero and near.borderline
     far = interval_of_replicates(0.5, np.linspace(0.1, 1.0, 1001))
     assert far.excludes_zero and not far.borderline and far.p_value == pytest.approx(2 / 1002)
+
+
+def test_interval_level_is_pinned_on_a_known_array():
+    values = np.arange(1001, dtype=np.float64)  # the q-th percentile of 0..1000 is 10·q
+    shuffled = np.random.default_rng(0).permutation(values)  # the order of the replicates does not matter
+    for given in (values, shuffled):
+        interval = interval_of_replicates(0.0, given)
+        assert interval.low == pytest.approx(25.0, abs=1e-9)
+        assert interval.high == pytest.approx(975.0, abs=1e-9)
+    ninety = interval_of_replicates(0.0, values, level=0.9)
+    assert (ninety.low, ninety.high) == (pytest.approx(50.0, abs=1e-9), pytest.approx(950.0, abs=1e-9))
 
 
 def test_ties_are_counted_and_bound_the_ap(synth):
@@ -193,3 +216,79 @@ def test_one_seed_gets_no_interval_over_runs_and_says_so(synth, tmp_path):
     md, _ = aggregate(runs, tmp_path / "one", reference="head=none", replicates=200)
     text = md.read_text()
     assert "1 seed: no interval over training runs (needs >= 2)" in text
+
+
+def shifted(zero_at: int, count: int = 1001) -> np.ndarray:
+    """Return count replicate values 0..count-1 shifted so that the value at index `zero_at` is 0."""
+    return np.arange(count, dtype=np.float64) - zero_at
+
+
+def test_borderline_range_is_two_binomial_deviations_of_each_endpoints_rank():
+    # 1001 replicates: the 2.5 % endpoint has rank 25 and deviation sqrt(1001·0.025·0.975) = 4.94, so
+    # its Monte-Carlo range is ranks 15..35 (floor(25 - 9.88), ceil(25 + 9.88)); the 97.5 % one 965..985
+    inside = [15, 25, 35, 965, 975, 985]
+    outside = [14, 36, 500, 964, 986]
+    assert [interval_of_replicates(0.0, shifted(k)).borderline for k in inside] == [True] * len(inside)
+    assert [interval_of_replicates(0.0, shifted(k)).borderline for k in outside] == [False] * len(outside)
+    # 11 replicates: the ranges reach the ends of the sorted values and stop there
+    assert interval_of_replicates(0.0, shifted(0, 11)).borderline  # ranks 0..2 hold 0
+    assert interval_of_replicates(0.0, shifted(10, 11)).borderline  # ranks 8..10 hold 0
+    assert not interval_of_replicates(0.0, shifted(3, 11)).borderline
+    # every replicate 0: a zero-width interval at 0 is not a verdict that more replicates could change
+    zeros = interval_of_replicates(0.0, np.zeros(1001))
+    assert not zeros.borderline and zeros.p_value == 1.0 and (zeros.low, zeros.high) == (0.0, 0.0)
+
+
+def test_p_value_counts_the_replicates_on_each_side_of_zero_with_ties_on_both():
+    values = np.array([-1.0] * 6 + [0.0] * 2 + [1.0] * 2)  # 8 at or below 0, 4 at or above
+    assert interval_of_replicates(0.0, values).p_value == pytest.approx(2 * (4 + 1) / 11)
+    assert interval_of_replicates(0.0, -values).p_value == pytest.approx(2 * (4 + 1) / 11)
+
+
+def two_category_case(synth, false_positive: bool):
+    """Return (gt, results): picture 1 holds one object of category 3, found exactly with score 0.9;
+    picture 2 holds nothing. Category 5 has no object anywhere; with `false_positive`, picture 2 has a
+    category-5 detection (COCOeval leaves such a category out of the mean)."""
+    images = [{"id": i, "height": H, "width": W, "file_name": f"{i}.png"} for i in (1, 2)]
+    anns = [synth.annotation(1, 1, 3, H, W, (2, 2, 10, 10))]
+    square = synth.rle_of(synth.rect_mask(H, W, 2, 2, 10, 10))
+    results = [{"image_id": 1, "category_id": 3, "segmentation": square, "score": 0.9}]
+    if false_positive:
+        results.append({"image_id": 2, "category_id": 5, "segmentation": square, "score": 0.8})
+    categories = [{"id": 3, "name": "three"}, {"id": 5, "name": "five"}]
+    return {"images": images, "annotations": anns, "categories": categories}, results
+
+
+@pytest.mark.parametrize("false_positive", [False, True])
+def test_categories_without_ground_truth_leave_the_mean_and_pictures_without_any_give_minus_one(
+    synth, false_positive
+):
+    gt, results = two_category_case(synth, false_positive)
+    evaluation = evaluate_per_image(results, gt)
+    assert coco_ap(evaluation) == pytest.approx(1.0)  # category 3 alone: found exactly
+    assert coco_ap(evaluation, np.array([2, 0])) == pytest.approx(1.0)
+    assert coco_ap(evaluation, np.array([0, 2])) == -1.0  # no ground truth drawn at all
+    draws = np.array([[1, 1], [2, 0], [0, 2]] * 30)  # more than one chunk of replicates
+    interval = contrast_interval([[(1.0, evaluation)]], draws)
+    assert interval.estimate == pytest.approx(1.0)
+    assert (interval.low, interval.high) == (-1.0, 1.0)
+
+
+def test_bootstrap_draws_are_seeded_with_0_by_default_and_intervals_print_their_verdict():
+    from msr.evaluation.bootstrap import Interval
+
+    expected = np.random.default_rng(0).multinomial(5, np.full(5, 0.2), size=3)
+    assert np.array_equal(bootstrap_counts(5, 3), expected)
+    assert np.array_equal(bootstrap_counts(5, 3), bootstrap_counts(5, 3, seed=0))
+    assert str(Interval(0.1, 0.05, 0.2)) == "+0.1000 [+0.0500, +0.2000] *"
+    assert str(Interval(0.1, -0.05, 0.2)) == "+0.1000 [-0.0500, +0.2000]"
+
+
+def test_a_contrast_without_terms_is_refused(synth):
+    from msr.errors import EvaluationError
+
+    gt, results = one_object_case(synth, found={0})
+    evaluation = evaluate_per_image(results, gt)
+    for contrasts in ([], [[]], [[(1.0, evaluation)], []]):
+        with pytest.raises(EvaluationError, match="needs at least one term"):
+            contrast_interval(contrasts, bootstrap_counts(N, 4))

@@ -12,6 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from msr.errors import EvaluationError
 from msr.evaluation.calibration import (
     calibration_data,
     calibration_metrics,
@@ -236,3 +237,74 @@ def test_fixture_upper_bound_beats_box_scores(fixture_dir):
     assert metrics["segm_upper_bound/AP"] > metrics["segm/AP"] + 0.05
     assert metrics["calib/num_matched"] == 651
     assert not any(k.startswith("segm_class_score/") for k in metrics)  # fake results carry no mask_iou
+
+
+def test_correlations_of_two_points_and_of_a_unit_range_are_defined():
+    from msr.evaluation.calibration import pearson, spearman
+
+    for corr in (pearson, spearman):
+        assert corr(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(1.0)
+        assert corr(np.array([0.0, 1.0]), np.array([1.0, 0.0])) == pytest.approx(-1.0)
+        assert math.isnan(corr(np.array([0.5]), np.array([0.5])))
+        assert math.isnan(corr(np.array([0.0, 1.0]), np.array([2.0, 2.0])))  # a constant score
+        assert math.isnan(corr(np.array([3.0, 3.0]), np.array([0.0, 1.0])))  # a constant IoU
+
+
+def test_results_without_a_class_score_keep_their_score_as_class_score():
+    from msr.evaluation.calibration import CalibrationData, calibration_data, class_score_results
+
+    results = [{"image_id": 1, "category_id": 1, "segmentation": {}, "score": 0.7}]
+    assert class_score_results(results)[0]["score"] == 0.7
+    rescored = upper_bound_results(results, None, true_iou=np.array([0.5]))
+    assert rescored[0]["score"] == pytest.approx(0.35) and rescored[0]["true_iou"] == 0.5
+    data = calibration_data(results, None, true_iou=np.array([0.5]))
+    assert isinstance(data, CalibrationData) and data.class_score.tolist() == [0.7]
+    assert data.mask_score.dtype == data.class_score.dtype == data.true_iou.dtype == np.float64
+    with pytest.raises(EvaluationError, match="true_iou has 2 entries for 1 results"):
+        upper_bound_results(results, None, true_iou=np.array([0.5, 0.6]))
+
+
+def test_a_detection_of_true_iou_one_half_is_positive():
+    from msr.evaluation.calibration import CalibrationData, calibration_metrics
+
+    true_iou = np.array([0.5, 0.49, 0.9, 0.0])
+    data = CalibrationData(true_iou, np.array([0.9, 0.8, 0.7, 0.6]), np.full(4, np.nan), np.zeros(4))
+    assert calibration_metrics(data, prefix="")["num_positive"] == 2.0
+
+
+def test_polygon_ground_truth_and_a_missing_iscrowd_key_count_as_plain_objects(synth):
+    """A ground truth given as a polygon, without an iscrowd key, is matched like its RLE twin; a picture
+    without ground truth of the class before it does not stop the matching."""
+    from msr.evaluation.calibration import true_mask_ious
+
+    h, w = 16, 16
+    square = synth.rle_of(synth.rect_mask(h, w, 2, 2, 10, 10))  # 8x8 at (2, 2)
+    half = synth.rle_of(synth.rect_mask(h, w, 2, 2, 10, 6))  # its top half
+    polygon = {"id": 1, "image_id": 2, "category_id": 1, "bbox": [2, 2, 8, 8], "area": 64.0,
+               "segmentation": [[2.0, 2.0, 10.0, 2.0, 10.0, 10.0, 2.0, 10.0]]}
+    gt = {
+        "images": [{"id": i, "height": h, "width": w, "file_name": f"{i}.png"} for i in (1, 2)],
+        "annotations": [polygon],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    results = [
+        {"image_id": 1, "category_id": 1, "segmentation": square, "score": 0.9},  # nothing to match
+        {"image_id": 2, "category_id": 1, "segmentation": square, "score": 0.8},
+        {"image_id": 2, "category_id": 1, "segmentation": half, "score": 0.7},
+    ]
+    assert true_mask_ious(results, gt).tolist() == pytest.approx([0.0, 1.0, 0.5])
+
+
+def test_a_ground_truth_without_segmentation_is_named(synth):
+    from msr.evaluation.calibration import true_mask_ious
+
+    square = synth.rle_of(synth.rect_mask(16, 16, 2, 2, 10, 10))
+    gt = {
+        "images": [{"id": 1, "height": 16, "width": 16, "file_name": "1.png"}],
+        "annotations": [{"id": 42, "image_id": 1, "category_id": 1, "bbox": [2, 2, 8, 8], "area": 64.0,
+                         "iscrowd": 0, "segmentation": None}],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    results = [{"image_id": 1, "category_id": 1, "segmentation": square, "score": 0.9}]
+    with pytest.raises(EvaluationError, match="ground-truth annotation 42 has"):
+        true_mask_ious(results, gt)

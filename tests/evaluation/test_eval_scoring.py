@@ -113,3 +113,27 @@ def test_a_memo_shared_by_two_heads_changes_no_number(tiny_gt, synth):
     assert alone[0]["segm/AP"] != alone[1]["segm/AP"]  # the heads do differ
     # bbox, true IoUs, the class-score and true-IoU rankings, the bootstrap baseline and its replicate APs
     assert memo.hits == 5
+
+
+@pytest.mark.parametrize("replicates", [1, 50])
+def test_rescoring_gain_interval_covers_the_evaluated_pictures_only(tiny_gt, synth, replicates):
+    """Evaluated on 3 of the file's 5 pictures, the gain's interval is the paired bootstrap of those 3."""
+    from msr.evaluation.bootstrap import bootstrap_counts, contrast_interval, evaluate_per_image
+    from msr.evaluation.calibration import class_score_results
+    from msr.evaluation.scoring import rescoring_gain
+
+    path, dataset = tiny_gt
+    img_ids = sorted(img["id"] for img in dataset["images"])[:3]
+    segm = [r for r in tiny_results(dataset, synth, True)["segm"] if r["image_id"] in img_ids]
+    metrics = {"segm/AP": 0.5, "segm_class_score/AP": 0.25}
+    gain = rescoring_gain(segm, str(path), metrics, replicates, img_ids=img_ids)
+    by_mask = evaluate_per_image(segm, str(path), "segm", img_ids)
+    by_class = evaluate_per_image(class_score_results(segm), str(path), "segm", img_ids)
+    assert by_mask.image_ids.tolist() == img_ids
+    interval = contrast_interval([[(1.0, by_mask), (-1.0, by_class)]], bootstrap_counts(3, replicates))
+    assert gain == {
+        "segm_rescoring_gain/AP": 0.25,
+        "segm_rescoring_gain/AP_low": interval.low,
+        "segm_rescoring_gain/AP_high": interval.high,
+    }
+    assert rescoring_gain(segm, str(path), metrics, 0, img_ids=img_ids) == {"segm_rescoring_gain/AP": 0.25}

@@ -239,3 +239,41 @@ def test_keypoint_heads_are_a_clear_error():
     model.roi_heads.keypoint_head = model.roi_heads.keypoint_predictor = torch.nn.Identity()
     with pytest.raises(NotImplementedError, match="does not support keypoint heads"):
         model([torch.rand(3, 64, 64)])
+
+
+def test_mask_iou_is_the_predicted_iou_of_each_detections_own_class(batch):
+    """With several classes detected, each detection's `mask_ious` is the MaskIoU head's output in the
+    column of that detection's predicted label (the paper's rescoring), not any other column."""
+    images, _ = batch
+    torch.manual_seed(0)
+    model = tiny_model(num_classes=4, box_detections_per_img=200).eval()  # every class kept
+    head_outputs = []
+    hook = model.roi_heads.maskiou_head.register_forward_hook(lambda m, args, out: head_outputs.append(out))
+    try:
+        with torch.no_grad():
+            out = model(images)
+    finally:
+        hook.remove()
+    assert len(head_outputs) == 1
+    pred_ious = head_outputs[0]  # [D, C]: every detection of the batch, one IoU per class
+    labels = torch.cat([o["labels"] for o in out])
+    scores = torch.cat([o["scores"] for o in out])
+    assert pred_ious.shape == (len(labels), 4)
+    assert len(labels.unique()) >= 2, labels  # more than one class detected
+    rows = torch.arange(len(labels))
+    # every other column differs from the right one, so a wrong column cannot pass by chance
+    for shift in (1, 2, 3):
+        assert not torch.isclose(pred_ious[rows, (labels + shift) % 4], pred_ious[rows, labels]).any()
+    got = torch.cat([o["mask_ious"] for o in out])
+    assert torch.equal(got, pred_ious[rows, labels])
+    assert torch.equal(torch.cat([o["mask_scores"] for o in out]), scores * pred_ious[rows, labels])
+
+
+def test_mask_scores_takes_each_rows_own_label_column():
+    from msr.models.maskiou.branch import mask_scores
+
+    pred_ious = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [0.15, 0.25, 0.35]])
+    labels = torch.tensor([1, 2, 1, 2])
+    ious, scores = mask_scores(torch.tensor([1.0, 0.5, 0.25, 2.0]), pred_ious, labels)
+    assert ious.tolist() == pytest.approx([0.2, 0.6, 0.8, 0.35])
+    assert scores.tolist() == pytest.approx([0.2, 0.3, 0.2, 0.7])

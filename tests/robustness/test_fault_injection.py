@@ -1,6 +1,7 @@
 """Fault injection: a training run killed with SIGKILL at five points, each time restarted with the same
 command and `ckpt_path=auto`, ends exactly as the uninterrupted run does: the same steps and epochs, the
-same learning-rate schedule, every metric logged once, no checkpoint damaged and no temporary file left.
+same learning-rate schedule, the same weights and optimizer moments bit for bit (the checkpoints carry the
+random generators' states), every metric logged once, no checkpoint damaged and no temporary file left.
 
 The run is issue 15's case: `schedule.max_steps` set while `max_epochs` ends training (2 epochs of 2
 steps, robust_cli.EPOCHS_RUN; conftest.uninterrupted is the same run without interruption). The kill
@@ -127,6 +128,15 @@ def test_sigkill_at_five_points_then_resume_ends_as_the_uninterrupted_run(
     assert schedule["last_epoch"] == expected_schedule["last_epoch"] == 4
     assert schedule["_last_lr"] == expected_schedule["_last_lr"]
     assert all(float(s["step"]) == 4 for s in got["optimizer_states"][0]["state"].values())
+    # the same weights, norm statistics and optimizer moments, bit for bit: the checkpoints carry the random
+    # generators' states, so the resumed runs sampled the RoIs and pictures the uninterrupted run did
+    assert got["state_dict"].keys() == expected["state_dict"].keys()
+    differ = [k for k, v in expected["state_dict"].items() if not torch.equal(got["state_dict"][k], v)]
+    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run's, first {differ[:3]}"
+    moments, expected_moments = got["optimizer_states"][0]["state"], expected["optimizer_states"][0]["state"]
+    assert moments.keys() == expected_moments.keys()
+    for index, state in expected_moments.items():
+        assert all(torch.equal(moments[index][k], state[k]) for k in ("exp_avg", "exp_avg_sq")), index
 
     for column in ("train/loss", "val/segm/AP", "lr-AdamW/pg1"):  # every row once, as in the reference
         assert rows_per_step(run, column) == rows_per_step(reference, column), column
