@@ -44,6 +44,9 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
         print(help_text(program))
         raise SystemExit(0)
     quiet_lightning_tips()
+    # A log file that cannot be written (a full disk) must not print a traceback per record: the write
+    # that fails for want of room is reported once, as one line, by the writer or the error it raises.
+    logging.raiseExceptions = False
     asked = user_asked_full_error()
     if not asked:
         os.environ["HYDRA_FULL_ERROR"] = "1"

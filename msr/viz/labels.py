@@ -105,13 +105,19 @@ def draw_labels(
     return np.asarray(canvas)
 
 
+def caption_height(height: int, width: int) -> int:
+    """Return the height in pixels of the caption strip `caption_strip` puts above such a picture."""
+    size = text_size_for(height, width)
+    return size + 2 * max(2, size // 3)
+
+
 def caption_strip(picture: np.ndarray, text: str) -> np.ndarray:
     """Return `picture` with a white strip above it holding `text` in black, sized to the picture."""
     width = picture.shape[1]
     size = text_size_for(*picture.shape[:2])
     face = font(size)
     pad = max(2, size // 3)
-    strip = Image.new("RGB", (width, size + 2 * pad), (255, 255, 255))
+    strip = Image.new("RGB", (width, caption_height(*picture.shape[:2])), (255, 255, 255))
     ImageDraw.Draw(strip).text((pad, pad), text, font=face, fill=(0, 0, 0))
     return np.concatenate([np.asarray(strip), picture], axis=0)
 

@@ -16,9 +16,10 @@ from wandb_cli import TINY_WANDB, run_cli
 from wandb_files import config_values, history_rows, offline_runs, read_records, run_log, run_record
 
 from msr.viz.calibration import CALIBRATION_FIGURE_SIZE
+from msr.viz.labels import caption_height
 
 SIZE = 3 * 128  # the synthetic pictures' side, enlarged 3x to reach the 384-pixel minimum
-PAIR = (2 * SIZE + 4, SIZE)  # GT | prediction, 4 px apart (width, height)
+PAIR = (2 * SIZE + 4, SIZE + caption_height(SIZE, SIZE))  # GT | prediction, 4 px apart, captioned
 
 
 def job_records(job: Path, index: int = 0) -> list:
