@@ -24,8 +24,8 @@ test: install
 	$(BIN)/python -m ruff check msr tests experiments
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
-# Mutation testing of the core modules against their fast tests (mutmut; not part of `make test`): about an
-# hour on 2 cores -> experiments/mutation/results/<group>.json. One group: make mutation ARGS="bootstrap"
+# Mutation testing of the core modules against their fast tests (mutmut; not part of `make test`): minutes to
+# an hour per group on 2 cores -> experiments/mutation/results/<group>.json. Some groups: make mutation ARGS="bootstrap"
 $(VENV)/.mutation-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install -e ".[dev,mutation]"
 	touch $@

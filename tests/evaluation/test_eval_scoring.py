@@ -137,3 +137,25 @@ def test_rescoring_gain_interval_covers_the_evaluated_pictures_only(tiny_gt, syn
         "segm_rescoring_gain/AP_high": interval.high,
     }
     assert rescoring_gain(segm, str(path), metrics, 0, img_ids=img_ids) == {"segm_rescoring_gain/AP": 0.25}
+
+
+def test_a_results_file_is_scored_by_the_kind_of_its_first_result_with_no_extras(tiny_gt, synth, tmp_path):
+    """By default: the kinds of results the first result has, the default backend's numbers, no
+    calibration, upper bound or interval; a bbox file asked for calibration gets none."""
+    path, dataset = tiny_gt
+    results = tiny_results(dataset, synth, True)
+    for kind in ("bbox", "segm"):
+        file = tmp_path / f"{kind}.json"
+        file.write_text(json.dumps(results[kind]))
+        scored = score_results_file(file, path, print_fn=None)
+        assert list(scored.results) == [kind]
+        direct = evaluate_results({kind: results[kind]}, path, calibration=False)
+        assert identical(scored.metrics, direct.metrics)
+        assert not [k for k in scored.metrics if k.startswith(("calib/", "segm_upper_bound/")) or "_low" in k]
+    bbox_file = tmp_path / "bbox.json"
+    assert not [k for k in score_results_file(bbox_file, path, calibration=True, print_fn=None).metrics
+                if k.startswith("calib/")]
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    with pytest.raises(EvaluationError, match="empty.json: cannot tell bbox from segm results"):
+        score_results_file(empty, path, print_fn=None)
