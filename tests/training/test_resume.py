@@ -196,7 +196,7 @@ def epoch_end_loop_state(epochs: int = 1, batches: int = 3) -> dict:
 
 
 def test_only_an_epoch_end_loop_state_is_rewritten_as_the_next_epochs_start():
-    from msr.training.resume import as_next_epoch_start, saved_at_epoch_end
+    from msr.compat import as_next_epoch_start, saved_at_epoch_end
 
     assert saved_at_epoch_end(epoch_end_loop_state()) and saved_at_epoch_end(epoch_end_loop_state(2))
     assert not saved_at_epoch_end({})  # a checkpoint without loop state
