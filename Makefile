@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 train: install
 	$(BIN)/msr-train experiment=quickstart $(ARGS)
 
-# Two pytest workers (pytest-xdist), each taking whole test files: about 11-12 min on 2 CPU cores; the 15 slowest are listed.
+# Two pytest workers (pytest-xdist), each taking whole test files: about 7 min on 2 CPU cores; the 15 slowest are listed.
 test: install
 	$(BIN)/python -m ruff check msr tests experiments
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
