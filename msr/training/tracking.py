@@ -189,13 +189,16 @@ def make_wandb_logger(
     job_type: str = "train",
     settings: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Return a Lightning WandbLogger writing under `save_dir`, in the mode `resolve_mode` picks.
+    """Return a WandbLogger writing under `save_dir`, in the mode `resolve_mode` picks.
+
+    The logger (msr.training.wandb_logger.TrainingStepWandbLogger) logs each row at W&B step = the
+    training step.
 
     `experiment` is the msr run name (cfg.name). Name, group and tags default to the Hydra job's
     (`hydra_run_identity(experiment)`); `name`/`group` replace them and extra `tags` are added.
     The run id, name and group persist in `save_dir`: a resumed run continues the same W&B run.
     """
-    from lightning.pytorch.loggers import WandbLogger
+    from msr.training.wandb_logger import TrainingStepWandbLogger
 
     mode = resolve_mode(mode)
     identity = hydra_run_identity(experiment)
@@ -215,7 +218,7 @@ def make_wandb_logger(
         init["settings"] = wandb.Settings(**dict(settings))
     if mode != "disabled" and get_rank() == 0:  # other ranks never start a run; no racing writers
         init.update(persistent_run_identity(save_dir, init["name"], init["group"]))
-    return WandbLogger(**init)
+    return TrainingStepWandbLogger(**init)
 
 
 def wandb_loggers(loggers: Sequence[Any]) -> list[Any]:

@@ -105,8 +105,13 @@ def test_side_by_side_png_and_per_class_csv(tmp_path):
     with Image.open(path) as image:
         assert image.size == (13, 10) and np.array_equal(np.asarray(image), pair)
     assert [p.name for p in path.parent.iterdir()] == ["pair.png"]  # no temp file left
-    metrics = {"bbox/AP": 0.3, "bbox/AP-disc": 0.5, "segm/AP-disc": 0.4, "bbox/AP-ring": -1.0,
-               "segm/AP-ring": float("nan")}
+    metrics = {
+        "bbox/AP": 0.3,
+        "bbox/AP-disc": 0.5,
+        "segm/AP-disc": 0.4,
+        "bbox/AP-ring": -1.0,
+        "segm/AP-ring": float("nan"),
+    }
     columns, rows = per_class_ap(metrics)
     assert columns == ["class", "bbox AP", "segm AP"]
     assert rows == [["disc", 0.5, 0.4], ["ring", -1.0, None]]
@@ -149,3 +154,32 @@ def test_only_rank_zero_stores_the_run_identity(tmp_path, monkeypatch):
     logger = make_wandb_logger(str(tmp_path / "rank0"), mode="offline")
     stored = json.loads((tmp_path / "rank0" / RUN_FILE).read_text())
     assert logger.version == stored["id"]  # constructing the logger starts no run
+
+
+def test_rows_a_resumed_wandb_run_already_holds_are_kept_and_said_once(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from msr.training.wandb_logger import TrainingStepWandbLogger
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = wandb.init(mode="offline", dir=str(tmp_path), project="msr-test")
+    try:
+        logger = TrainingStepWandbLogger(experiment=run)
+        logger.log_metrics({"train/loss": 1.0}, step=10)
+        logger.log_metrics({"train/loss": 0.9}, step=11)
+        with caplog.at_level("WARNING"):
+            logger.log_metrics({"train/loss": 5.0}, step=8)  # a resumed run re-logging older steps
+            logger.log_metrics({"train/loss": 5.0}, step=9)
+        assert caplog.text.count("already holds the steps before 11") == 1
+        logger.log_metrics({"train/loss": 0.8}, step=12)
+    finally:
+        run.finish()
+    from wandb_files import history_rows, offline_runs, read_records, run_log
+
+    records = [r for r in read_records(run_log(offline_runs(tmp_path)[0])) if r.HasField("history")]
+    steps = [r.history.step.num for r in records]
+    losses = [row["train/loss"] for row in history_rows(records)]
+    assert (steps, losses) == ([10, 11, 12], [1.0, 0.9, 0.8])  # steps 10 and 11 keep their values; 12 lands
+    with pytest.raises(ValueError, match="prefix"):
+        TrainingStepWandbLogger(prefix="x", offline=True)

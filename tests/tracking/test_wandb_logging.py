@@ -92,6 +92,18 @@ def test_a_wandb_run_keeps_every_scalar_in_the_run_folder_too(offline_sweep):
     assert len(evaluated) == 1 and int(evaluated[0]["step"]) == 4
 
 
+def test_wandb_step_is_the_training_step_for_scalars_and_media(offline_sweep):
+    records = [r for r in job_records(offline_sweep["jobs"][0]) if r.WhichOneof("record_type") == "history"]
+    rows = history_rows(records)
+    assert [r.history.step.num for r in records] == [row["trainer/global_step"] for row in rows]
+    media = [
+        r
+        for r in records
+        if any("val/samples" in "/".join(i.nested_key) or i.key == "val/samples" for i in r.history.item)
+    ]
+    assert [r.history.step.num for r in media] == [4]  # the step of the evaluation, not a count of calls
+
+
 def test_offline_run_holds_sample_images_calibration_and_class_table(offline_sweep):
     job = offline_sweep["jobs"][0]
     folder = offline_runs(job)[0] / "files"
@@ -157,6 +169,10 @@ def test_resume_continues_the_same_wandb_run(offline_sweep, wandb_env):
     steps = [r["trainer/global_step"] for r in history_rows(resumed_records) if "train/loss" in r]
     assert len(first_steps) == 4 and len(steps) == 2
     assert steps == sorted(steps) and min(steps) > max(first_steps)  # the W&B step axis goes on
+    history = [r for r in resumed_records if r.WhichOneof("record_type") == "history"]
+    assert [r.history.step.num for r in history] == [
+        row["trainer/global_step"] for row in history_rows(history)
+    ]
 
 
 DISABLED_SCRIPT = r"""

@@ -59,7 +59,12 @@ class EvaluationFigures(EvaluationCallback):
         self._samples = []
 
     def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         """Keep the first `num_images` (picture, ground truth, detections) of this validation (rank 0)."""
@@ -97,7 +102,10 @@ class EvaluationFigures(EvaluationCallback):
         self._samples = []
 
     def panel(
-        self, image: torch.Tensor, target: Mapping[str, Any], detections: Mapping[str, torch.Tensor],
+        self,
+        image: torch.Tensor,
+        target: Mapping[str, Any],
+        detections: Mapping[str, torch.Tensor],
         class_names: Sequence[str] | None,
     ) -> np.ndarray:
         """Return the ground truth | prediction picture of one sample, enlarged to `min_side`."""
@@ -146,7 +154,7 @@ def log_wandb(
     columns: list[str],
     rows: list[list],
 ) -> None:
-    """Log the pictures, calibration views and per-class AP to a WandbLogger's run at `step`."""
+    """Log the pictures, calibration views and per-class AP to a WandbLogger's run at W&B step `step`."""
     import wandb
 
     payload: dict[str, Any] = {"trainer/global_step": step}
@@ -160,7 +168,10 @@ def log_wandb(
         payload.update(calibration_tables(calib, step))
     if rows:
         payload["val/per_class_ap"] = wandb.Table(columns=columns, data=rows)
-    logger.experiment.log(payload)
+    if hasattr(logger, "log_row"):  # msr's logger: W&B's step is the training step
+        logger.log_row(payload, step)
+    else:
+        logger.experiment.log(payload)
 
 
 def calibration_tables(calib: Any, step: int) -> dict[str, Any]:
