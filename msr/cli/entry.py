@@ -21,7 +21,13 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
-from msr.cli.failures import EXIT_SIGTERM, EXIT_USER_ERROR, start_up_error_message, user_error_message
+from msr.cli.failures import (
+    EXIT_SIGTERM,
+    EXIT_USER_ERROR,
+    hydra_override_message,
+    start_up_error_message,
+    user_error_message,
+)
 from msr.layout import run_dir
 
 log = logging.getLogger(__name__)
@@ -65,7 +71,7 @@ def run_entry(program: str, main: Callable[[], Returned]) -> Returned:
             raise SystemExit(EXIT_USER_ERROR) from None
         if isinstance(err, CompactHydraException) and not asked:  # a bad override or choice: Hydra's words
             cause = f"\n{err.__cause__}" if isinstance(err.__cause__, OmegaConfBaseException) else ""
-            print(f"{program}: error: {err}{cause}", file=sys.stderr)
+            print(f"{program}: error: {hydra_override_message(f'{err}{cause}')}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         message = start_up_error_message(err) or user_error_message(err)
         if message is None or isinstance(err, CompactHydraException):

@@ -54,7 +54,42 @@ def config_error_message(err: BaseException) -> str | None:
         return f"{where}: {first}; check its _target_ (or the config group choice)"
     if isinstance(cause, TypeError) and "argument" in str(cause):
         return f"{where}: {cause}; check its keys"
+    if _is_lightning_misconfiguration(cause):  # a value Lightning refuses (`+trainer.max_time=xyz`)
+        return f"{where}: {' '.join(str(cause).split())}; check its values"
     return None
+
+
+def _is_lightning_misconfiguration(err: BaseException) -> bool:
+    """Return True for Lightning's MisconfigurationException (a value or key Lightning refuses)."""
+    try:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        return False
+    return isinstance(err, MisconfigurationException)
+
+
+def hydra_override_message(text: str) -> str:
+    """Return Hydra's message about a bad override or choice as one line.
+
+    An override that adds (`+key=value`) a key the config has already gets msr's words; any other
+    message has its lines joined with "; ".
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith(_APPEND_EXISTING) and (key := _quoted(lines[0])):
+        value = _quoted(lines[1]).split("=", 1)[1] if len(lines) > 1 and "=" in _quoted(lines[1]) else "..."
+        return (
+            f"{key} is in the config already: set it without the '+' ({key}={value}), or use ++{key}={value}"
+        )
+    return "; ".join(line.rstrip(".") if i < len(lines) - 1 else line for i, line in enumerate(lines))
+
+
+_APPEND_EXISTING = "Could not append to config. An item is already at"
+
+
+def _quoted(line: str) -> str:
+    """Return the first '...'-quoted part of `line` ('' when none)."""
+    parts = line.split("'")
+    return parts[1] if len(parts) >= 3 else ""
 
 
 def start_up_error_message(err: BaseException) -> str | None:

@@ -100,6 +100,17 @@ def test_phone_photo_whose_size_fits_only_the_upright_reading_names_the_option(b
         ("misspelt_key", "unknown key schedule.max_step (did you mean schedule.max_steps?)"),
         ("misspelt_added_key", "unknown key schedule.max_step (did you mean schedule.max_steps?)"),
         ("misspelt_group", "unknown key haed (did you mean head=none?)"),
+        (
+            "added_existing_key",
+            "data.batch_size is in the config already: set it without the '+' (data.batch_size=3), "
+            "or use ++data.batch_size=3",
+        ),
+        (
+            "bad_trainer_value",
+            "config node trainer: `Timer(duration='xyz')` is not a valid duration. Expected a string in "
+            "the format DD:HH:MM:SS.; check its values",
+        ),
+        ("bad_override_grammar", "no viable alternative at input '[1'; See https://hydra.cc/docs/"),
         ("batch_size_0", "data.batch_size must be a whole number >= 1, got 0"),
     ],
 )
@@ -246,3 +257,13 @@ def test_trust_pickle_reads_such_a_checkpoint(batch):
     assert result["rc"] == 0, result["stderr"][-3000:]
     assert (result["root"] / "trusted_predict.unpickled").exists()  # it was unpickled, as asked
     assert (result["root"] / "tp" / "segm_results.json").is_file()
+
+
+def test_hydras_multi_line_override_messages_are_one_line(batch):
+    for case in ("added_existing_key", "bad_override_grammar", "bad_trainer_value"):
+        line = error_line(batch[case])
+        assert batch[case]["stderr"].rstrip("\n").splitlines()[-1] == line, batch[case]["stderr"][-2000:]
+        assert (
+            "Either remove" not in batch[case]["stderr"]
+            and "Error executing job" not in batch[case]["stderr"]
+        )
