@@ -170,6 +170,30 @@ def trunk_record_of(run_folder: str | os.PathLike) -> Path:
     return Path(run_folder).parent / "trunk.json"
 
 
+def existing_checkpoint(path: str | os.PathLike) -> Path:
+    """Return `path` when it is a file; raise FileNotFoundError naming it and the checkpoints beside it.
+
+    Light (no torch): msr-eval and msr-predict check their checkpoint before loading Lightning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}{other_checkpoints(path)}")
+    return path
+
+
+def other_checkpoints(path: Path) -> str:
+    """Return '; <folder> holds a.ckpt, b.ckpt' naming the checkpoints beside the missing `path` (or why
+    there are none), for the message of a checkpoint not found."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" (no folder {folder})"
+    found = sorted(p.name for p in folder.glob("*.ckpt"))
+    if not found:
+        return f"; {folder} holds no checkpoint"
+    hint = " (best.ckpt is written at the first evaluation)" if path.name == "best.ckpt" else ""
+    return f"; {folder} holds {', '.join(found)}{hint}"
+
+
 def run_dir() -> Path:
     """Return the folder of the current job (Hydra's output dir; the current folder outside Hydra)."""
     from hydra.core.hydra_config import HydraConfig

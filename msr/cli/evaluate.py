@@ -26,7 +26,7 @@ from msr.cli.typos import check_job_overrides
 from msr.errors import EvaluationError
 from msr.evaluation.tables import metrics_table
 from msr.files import write_json_atomic
-from msr.layout import RunLayout
+from msr.layout import RunLayout, existing_checkpoint
 from msr.run_lock import hold_folder
 
 # Each mode imports what it needs in its function: scoring a results file needs neither Lightning nor
@@ -71,6 +71,7 @@ def data_config(cfg: DictConfig, module: MSRModule, ckpt_path: str) -> DictConfi
 
 def evaluate_checkpoint(cfg: DictConfig, folder: Path) -> dict[str, float]:
     """Return the metrics of the checkpoint `cfg.ckpt_path` on `cfg.split` of the configured data."""
+    existing_checkpoint(cfg.ckpt_path)  # a missing file is named before Lightning and torch load
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 

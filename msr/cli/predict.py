@@ -24,6 +24,7 @@ from msr.cli.common import CONFIG_DIR, output_line, run_dir, say
 from msr.cli.entry import run_entry, user_errors
 from msr.cli.typos import check_job_overrides
 from msr.errors import ConfigError
+from msr.layout import existing_checkpoint
 from msr.run_lock import hold_folder
 
 #: What msr-predict needs from the command line, and how to give it.
@@ -41,6 +42,7 @@ def predict(cfg: DictConfig) -> Path:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
     folder = run_dir()
     say(f"msr-predict: run folder {folder}")
+    existing_checkpoint(cfg.ckpt_path)  # a missing file is named before Lightning and torch load
     import lightning.pytorch as pl  # here: the folder is named before Lightning and torch load
     from hydra.utils import instantiate
 

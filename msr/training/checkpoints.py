@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from msr.errors import EvaluationError
 from msr.evaluation.evaluator import COCOEvaluator
+from msr.layout import existing_checkpoint
 from msr.models.weights import holds_other_objects, untrusted_pickle_message
 from msr.training.module import MSRModule
 
@@ -94,19 +95,6 @@ def legacy_data_config(data_cfg: Mapping[str, Any] | None) -> dict[str, Any] | N
 TRUST_PICKLE_KEY = "trust_pickle"
 
 
-def other_checkpoints(path: Path) -> str:
-    """Return '; <folder> holds a.ckpt, b.ckpt' naming the checkpoints beside the missing `path` (or why
-    there are none), for the message of a checkpoint not found."""
-    folder = path.parent
-    if not folder.is_dir():
-        return f" (no folder {folder})"
-    found = sorted(p.name for p in folder.glob("*.ckpt"))
-    if not found:
-        return f"; {folder} holds no checkpoint"
-    hint = " (best.ckpt is written at the first evaluation)" if path.name == "best.ckpt" else ""
-    return f"; {folder} holds {', '.join(found)}{hint}"
-
-
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
     """Return the content of an msr-train checkpoint: tensors and plain data only, nothing executed.
 
@@ -114,9 +102,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, A
     `trust_pickle` is True (then it is unpickled: whatever code it holds runs). Raises FileNotFoundError
     for a missing file and EvaluationError naming the file for anything else.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}{other_checkpoints(path)}")
+    path = existing_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on a damaged or foreign file: all mean the same

@@ -51,3 +51,24 @@ def test_scoring_a_results_file_does_not_import_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("program", "arguments"),
+    [("msr.cli.evaluate", []), ("msr.cli.predict", ["images=."])],
+)
+def test_a_missing_checkpoint_is_named_before_lightning_or_torch_load(tmp_path, program, arguments) -> None:
+    missing = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    missing.parent.mkdir(parents=True)
+    (missing.parent / "last.ckpt").write_bytes(b"")
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('LOADED', 'lightning' in sys.modules, 'torch' in sys.modules))\n"
+        f"sys.argv = ['x', 'ckpt_path={missing}', 'hydra.run.dir={tmp_path / 'out'}', *{arguments!r}]\n"
+        f"from {program} import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"checkpoint not found: {missing}; {missing.parent} holds last.ckpt" in proc.stderr
+    assert proc.stdout.splitlines()[-1] == "LOADED False False"
