@@ -47,6 +47,7 @@ from msr.studies.variant_loggers import VariantLoggers
 from msr.training.assembly import net_config
 from msr.training.checkpoints import read_checkpoint
 from msr.training.resume import ExactResume
+from msr.training.rng_state import RngStateCallback
 from msr.training.tracking import finish_wandb, run_metadata, wandb_loggers
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ def _trainer(
     length = {"max_epochs": head_epochs} if head_epochs is not None else {}
     trainer: pl.Trainer = instantiate(
         config["trainer"],
-        callbacks=[ExactResume(), *jobs[0].pass_callbacks, saver],
+        callbacks=[ExactResume(), RngStateCallback(), *jobs[0].pass_callbacks, saver],
         logger=VariantLoggers([j.loggers for j in jobs], [len(g) for g in groups]),
         plugins=[io],
         enable_checkpointing=False,

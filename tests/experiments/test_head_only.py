@@ -5,6 +5,9 @@ folder, and a job trained in a pass ends exactly as the same job trained alone."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,39 @@ def test_a_stopped_pass_and_a_stopped_trunk_resume(study, env):
     assert f"ckpt_path=auto: resuming from {checkpoint}" in (record.parent / "run" / "train.log").read_text()
     assert json.loads(record.read_text())["checkpoint"] == checkpoint
     assert ckpt(checkpoint)["global_step"] == 8
+
+
+def test_a_head_only_run_killed_after_an_epoch_resumes_to_the_uninterrupted_weights(study, env):
+    """SIGKILL after the head's first epoch-end last.ckpt, then the same command: bit for bit the same."""
+    root = study["root"]
+    two_epochs = [o.replace("head_max_epochs=1", "head_max_epochs=2") for o in study["overrides"]]
+    command = [*two_epochs, "head=maskiou", "ckpt_path=auto"]
+    whole, killed = root / "whole", root / "killed"
+    run_cli("train", *command, f"hydra.run.dir={whole}", env=env, cwd=root)
+    last = killed / "checkpoints" / "last.ckpt"
+    argv = [sys.executable, "-m", "msr.cli.train", *command, f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(argv, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not last.is_file():  # written atomically: once it is there, it is whole
+        assert process.poll() is None, "the run ended before its first last.ckpt"
+        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    assert ckpt(last)["global_step"] == 4 and "rng_states" in ckpt(last)  # the end of epoch 0 of 2
+    run_cli("train", *command, f"hydra.run.dir={killed}", env=env, cwd=root)
+    a, b = ckpt(whole / "checkpoints" / "last.ckpt"), ckpt(last)
+    assert a["global_step"] == b["global_step"] == 8
+    assert set(a["state_dict"]) == set(b["state_dict"])
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    moments = [
+        (s["exp_avg"], t["exp_avg"])
+        for s, t in zip(
+            a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()
+        )
+    ]
+    assert moments and all(torch.equal(x, y) for x, y in moments)
 
 
 @pytest.fixture(scope="module")
