@@ -175,6 +175,7 @@ def load_run(run: Path) -> LoadedRun:
     metrics = _read(layout.metrics("val"), json.loads)
     if not isinstance(overrides, list) or not isinstance(metrics, dict):
         raise AggregateError(f"{run}: overrides.yaml must hold a list and val_metrics.json an object")
+    metrics = {k: float("nan") if v is None else v for k, v in metrics.items()}  # null: no value
     scored_file = layout.scored_metrics
     if scored_file.is_file():
         scored = _read(scored_file, json.loads)
@@ -328,8 +329,8 @@ def aggregate(
     replicates: int = 1000,
     seed: int = 0,
 ) -> tuple[Path, Path]:
-    """Aggregate the runs under `folders`; write `<out>.md`, `<out>.csv` and `<out>.json`; return the
-    paths of the first two.
+    """Aggregate the runs under `folders`; write `<out>.md`, `<out>.csv`, `<out>.json` and, with
+    intervals, `<out>.png` (`msr.viz.study`); return the paths of the first two.
 
     With `replicates` > 0 every variant is also compared with the reference variant (the first whose name
     contains `reference`; default the first variant), from the runs' saved results
@@ -356,6 +357,11 @@ def aggregate(
         rows = [row + extra for row, extra in zip(rows, extra_rows)]
         text += "\n" + intervals_markdown(variants, found, index, replicates)
         pooled = pooling_note(variants, [v.pictures for v in found])
+        from msr.viz.study import write_study_figure
+
+        title = f"paired with the reference {variants[index].name}" if len(variants[index].name) < 80 else ""
+        names = [v.name + (" (reference)" if i == index else "") for i, v in enumerate(variants)]
+        write_study_figure(Path(out).with_suffix(".png"), names, found, title)
         record["reference"] = variants[index].name
         record["bootstrap"] = {"replicates": replicates, "seed": seed}
         for entry, intervals in zip(record["variants"], found):

@@ -160,10 +160,14 @@ def test_msr_aggregate_pools_the_folds_of_a_seed_into_one_run(synth, tmp_path, c
     text = md.read_text()
     assert "`head=maskiou`: 3 folds pooled, 2 seeds of 3 fold models each; 24 val pictures" in text
     assert re.search(r"\| `head=maskiou` +\| +2 +\|", text)  # seeds, not runs
+    assert_png(md.with_suffix(".png"))  # the contrasts drawn beside the table
 
     aggregate_main([str(tmp_path / "runs"), "--out", str(tmp_path / "cli"), "--reference", "head=none",
                     "--bootstrap", "20"])
-    assert "24 val pictures, the union of the folds' val pictures" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "24 val pictures, the union of the folds' val pictures" in printed
+    assert f"{tmp_path / 'cli.png'} (the contrasts drawn)" in printed
+    assert_png(tmp_path / "cli.png")
 
 
 def test_a_seed_without_every_fold_is_left_out_and_named(synth, tmp_path):
@@ -198,3 +202,15 @@ def test_a_pooled_variant_and_one_scored_on_other_pictures_are_not_paired(synth,
     (other / "eval" / "val_metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(AggregateError, match=r"different val pictures \(24 and 8\)"):
         aggregate([tmp_path / "runs"], tmp_path / "study", replicates=20)
+
+
+def assert_png(path) -> None:
+    """Assert that `path` is a PNG that PIL reads, of a size a page can hold."""
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+    assert 600 <= width <= 2000 and 200 <= height <= 2000, image.size
