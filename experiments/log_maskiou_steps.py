@@ -2,7 +2,7 @@
 
 Each line: the step, the RoIs whose target IoU passed tau out of the positive RoIs, the mean and
 largest |prediction| of the supervised entries, the mean prediction and target of the kept ones, the
-largest target IoU, and the loss. This is how experiments/README.md ("Why tau = 0.75 wrecked the
+largest target IoU, and the loss. This is how experiments/studies/threshold.md ("Why tau = 0.75 wrecked the
 detector") found that the head's outputs drift to |22| on steps with nothing to train on.
 
     python experiments/log_maskiou_steps.py /tmp/tau75.txt experiment=synthetic_ablation \\

@@ -7,7 +7,7 @@ its progress bar, and sizes `schedule.max_epochs` so that the real runs end insi
 probe's rates and the chosen epochs are written to `<out>/plan.json`. `+trainer.max_time` guards
 every job as well: a job stopped by it still evaluates, and `plan.json` records which were stopped.
 
-Measured on one H200 (experiments/README.md): six 128-px synthetic runs side by side
+Measured on one H200 (experiments/studies/mask_scoring.md): six 128-px synthetic runs side by side
 made 14 steps/s together, one alone 13.8, so packing jobs on one GPU gains nothing for this model;
 the script's use is one command, one folder and one time budget for a study, not speed.
 

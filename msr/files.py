@@ -15,6 +15,7 @@ import csv
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -167,10 +168,24 @@ def write_text_atomic(text: str, path: PathLike) -> Path:
 
 
 def write_json_atomic(obj: Any, path: PathLike, *, indent: int | None = None) -> Path:
-    """Write `obj` as JSON to `path` atomically (`json.dump` with `indent`); return the path."""
+    """Write `obj` as strict JSON to `path` atomically (`json.dump` with `indent`); return the path.
+
+    JSON has no NaN or infinity: such floats (a metric without a value) are written as `null`, which
+    readers take as a missing value, so that every JSON parser reads the file."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent)
+        json.dump(finite_or_null(obj), f, indent=indent, allow_nan=False)
     return Path(path)
+
+
+def finite_or_null(obj: Any) -> Any:
+    """Return `obj` with every NaN or infinite float inside dicts, lists and tuples replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(value) for value in obj]
+    return obj
 
 
 def write_csv_atomic(columns: Sequence[str], rows: Sequence[Sequence[Any]], path: PathLike) -> Path:

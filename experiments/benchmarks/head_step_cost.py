@@ -10,8 +10,8 @@ hits all alike; medians of the timed iterations):
   head's forward, loss, backward and step: msr.models.frozen_trunk.training_inputs and MaskIoUBranch);
 - `head x4`: the head stage with the four input designs of Table 4 in one pass.
 The ratios say what a head-only job costs against training the detector (`head x1 / full`) and what each
-variant of a 4-design pass costs (`head x4 / 4 / full`); experiments/README.md uses them, with a measured
-full-training throughput, to estimate a retrofit's cost per variant.
+variant of a 4-design pass costs (`head x4 / 4 / full`); experiments/studies/protocol.md uses them, with a
+measured full-training throughput, to estimate a retrofit's cost per variant.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
 Writes `<out>.md`, `<out>.csv` and `<out>.json` (see `msr.studies.aggregate`): mean ± std over seeds per
 variant, the per-seed values and, unless `--bootstrap 0`, each variant's paired contrasts with
 `--reference`, each with a 95% interval given these trained models (over val pictures) and one over
-training runs (over seeds; below 2 seeds the table says so instead). Prints the table narrow enough for a
+training runs (over seeds; below 2 seeds the table says so instead), drawn in `<out>.png`
+(`msr.viz.study`). The folds of a k-fold cross-validation (`data.folds=5 data.fold=0..4`) pool into one
+variant scored on all their val pictures, and the output says so. Prints the table narrow enough for a
 120-column terminal (see `msr.studies.quick_look`); without `--out` it only prints. Exit status 2
 with one `msr-aggregate: error: ...` line when a folder or file cannot be read.
 """
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 
 from msr.cli.entry import run_entry
 from msr.errors import UserError
+from msr.files import read_json
 from msr.studies.aggregate import aggregate, quick_look
 
 
@@ -70,7 +73,12 @@ def aggregate_command(argv: Sequence[str] | None) -> None:
         return
     md, csv_path = aggregate(args.folders, args.out, args.reference, args.bootstrap, args.seed)
     json_path = md.with_suffix(".json")
-    print(f"\nmsr-aggregate: wrote {md} (with the paired intervals), {csv_path} and {json_path}")
+    pooled = read_json(json_path, "results file").get("pooled folds note")
+    if pooled:
+        print("\n" + pooled.rstrip())
+    figure = md.with_suffix(".png")
+    drawn = f", {figure} (the contrasts drawn)" if figure.is_file() and args.bootstrap > 0 else ""
+    print(f"\nmsr-aggregate: wrote {md} (with the paired intervals), {csv_path}{drawn} and {json_path}")
 
 
 if __name__ == "__main__":

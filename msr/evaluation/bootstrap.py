@@ -45,6 +45,7 @@ class PerImageEval:
 
     image_ids: np.ndarray  # [N] sorted
     categories: tuple[CategoryEval, ...]
+    category_ids: tuple[int, ...] = ()  # the ground truth's category ids, in the order of `categories`
 
 
 def evaluate_per_image(
@@ -67,7 +68,7 @@ def evaluate_per_image(
         start = k * num_areas * num_images  # area range "all" comes first
         evals = coco_eval.evalImgs[start : start + num_images]
         categories.append(_category_eval(evals, len(params.iouThrs)))
-    return PerImageEval(image_ids, tuple(categories))
+    return PerImageEval(image_ids, tuple(categories), tuple(int(c) for c in params.catIds))
 
 
 def _category_eval(evals: Sequence[dict | None], num_thresholds: int) -> CategoryEval:

@@ -9,7 +9,10 @@ its seeds of the metrics `msr.evaluation.metrics.STUDY_KEYS` lists, titled as in
 (segm AP, bbox AP, segm AP75, the calibration correlations and, when evaluated
 (`evaluation.upper_bound=true`), the segm AP of the same masks ranked by the class score alone, the
 per-seed gain of the MaskIoU rescoring over it, and the true-IoU upper bound), and the number of seeds.
-A variant is named by its overrides (without `study=`, which only picks what a sweep varies). Metrics
+A variant is named by its overrides (without `study=`, which only picks what a sweep varies). The folds
+of a k-fold cross-validation (`data.folds=k data.fold=0..k-1`) pool: runs that differ only in
+`data.fold` are one variant, a seed of it is its k fold models, scored on the union of the folds' val
+pictures (`msr.studies.folds`). Metrics
 missing from `eval/val_metrics.json` are taken from `eval/scored_metrics.json` when present (written by
 `experiments/rescore_runs.py` from the saved results, so old runs gain new metrics without retraining).
 Writes `<out>.md` and `<out>.csv`.
@@ -24,7 +27,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
@@ -33,6 +36,7 @@ from msr.evaluation.metrics import CLASS_SCORE, RESCORING_GAIN, SEGM, STUDY_KEYS
 from msr.evaluation.tables import markdown_table
 from msr.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from msr.layout import RunLayout
+from msr.studies.folds import Fold, fold_means, fold_of, pooling_note, seeds_by_fold, without_fold
 from msr.studies.identity import variant_ignored
 from msr.studies.quick_look import cell, terminal_view
 
@@ -49,16 +53,36 @@ class AggregateError(UserError):
 
 @dataclass
 class Variant:
-    """The runs of one variant: its overrides and one metrics dict per seed."""
+    """The runs of one variant: its overrides and one metrics dict per run (per seed, or per seed and fold
+    for the folds of a k-fold cross-validation, which pool: `msr.studies.folds`)."""
 
     overrides: tuple[str, ...]
     runs: list[dict[str, float]] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
+    seeds: list[int | None] = field(default_factory=list)  # each run's seed
+    folds: list[Fold] = field(default_factory=list)  # each run's fold; empty unless the folds pool
+    incomplete: dict[int | None, list[int]] = field(default_factory=dict)  # seeds left out: missing folds
+    fold_count: int | None = None  # k of a pooled k-fold variant, None for a variant of one val set
 
     @property
     def name(self) -> str:
         """Return the variant's overrides as one string ('(defaults)' when none)."""
         return " ".join(self.overrides) or "(defaults)"
+
+    def seed_runs(self) -> list[list[int]]:
+        """Return, per seed, the indices of its runs: one run each, or a pooled seed's runs in fold order."""
+        if self.fold_count is None:
+            return [[i] for i in range(len(self.runs))]
+        order: dict[int | None, list[tuple[int, int]]] = {}
+        for index, (seed, fold) in enumerate(zip(self.seeds, self.folds)):
+            order.setdefault(seed, []).append((fold.index, index))
+        return [[i for _, i in sorted(runs)] for runs in order.values()]
+
+    def seed_metrics(self) -> list[dict[str, float]]:
+        """Return one metrics dict per seed (a pooled seed's: the mean over its folds)."""
+        if self.fold_count is None:
+            return list(self.runs)
+        return [fold_means([self.runs[i] for i in runs]) for runs in self.seed_runs()]
 
 
 def _folders_under(root: Path) -> list[Path]:
@@ -129,10 +153,21 @@ def _read(path: Path, parse: Any) -> Any:
         raise AggregateError(f"{path}: {err}") from err
 
 
-def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
-    """Return (variant key, variant name, metrics) of one job folder.
+class LoadedRun(NamedTuple):
+    """One job folder as msr-aggregate reads it."""
 
-    The key is the resolved config (or, without `.hydra/config.yaml`, the overrides); the metrics are
+    key: tuple  # what makes its variant (the resolved config, or the overrides; without data.fold)
+    name: tuple[str, ...]  # the overrides that name its variant
+    metrics: dict[str, float]
+    seed: int | None
+    fold: Fold | None  # None unless it is one fold of a k-fold cross-validation
+
+
+def load_run(run: Path) -> LoadedRun:
+    """Return what msr-aggregate needs of one job folder.
+
+    The key is the resolved config (or, without `.hydra/config.yaml`, the overrides), without `data.fold`
+    for a fold of a k-fold cross-validation (its folds pool into one variant); the metrics are
     `eval/val_metrics.json` completed from `eval/scored_metrics.json`, plus the derived rescoring gain.
     """
     layout = RunLayout(run)
@@ -140,6 +175,7 @@ def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
     metrics = _read(layout.metrics("val"), json.loads)
     if not isinstance(overrides, list) or not isinstance(metrics, dict):
         raise AggregateError(f"{run}: overrides.yaml must hold a list and val_metrics.json an object")
+    metrics = {k: float("nan") if v is None else v for k, v in metrics.items()}  # null: no value
     scored_file = layout.scored_metrics
     if scored_file.is_file():
         scored = _read(scored_file, json.loads)
@@ -151,22 +187,46 @@ def load_run(run: Path) -> tuple[tuple, tuple[str, ...], dict[str, float]]:
     overrides = [str(o) for o in overrides]
     config_file = layout.hydra_config
     key: tuple = variant_key(overrides)
+    config = None
     if config_file.is_file():
-        key = config_key(_read(config_file, yaml.safe_load) or {})
-    return key, variant_name(overrides), metrics
+        config = _read(config_file, yaml.safe_load) or {}
+        key = config_key(config)
+    seed = config.get("seed") if isinstance(config, dict) else _override(overrides, "seed")
+    fold = fold_of(config, overrides)
+    name = variant_name(overrides)
+    if fold is not None:
+        key, name = without_fold(key), without_fold(name)
+    return LoadedRun(key, name, metrics, None if seed is None else int(float(seed)), fold)
+
+
+def _override(overrides: Sequence[str], key: str) -> str | None:
+    """Return the value of override `key=value` (None when absent)."""
+    for item in overrides:
+        name, _, value = item.lstrip("+~").partition("=")
+        if name == key:
+            return value
+    return None
 
 
 def group_runs(runs: Iterable[Path]) -> list[Variant]:
     """Return the variants of `runs`, in order of first appearance, named by their first run's overrides.
 
-    Variants that would share a name but differ in config get the differing config values appended.
+    Variants that would share a name but differ in config get the differing config values appended. The
+    folds of a k-fold cross-validation pool (`msr.studies.folds`); a seed lacking folds is left out and
+    recorded in `Variant.incomplete`.
     """
     variants: dict[tuple, Variant] = {}
     for run in runs:
-        key, name, metrics = load_run(run)
-        variant = variants.setdefault(key, Variant(name))
-        variant.runs.append(metrics)
+        loaded = load_run(run)
+        variant = variants.setdefault(loaded.key, Variant(loaded.name))
+        variant.runs.append(loaded.metrics)
         variant.folders.append(run)
+        variant.seeds.append(loaded.seed)
+        if loaded.fold is not None:
+            variant.folds.append(loaded.fold)
+    for variant in variants.values():
+        if variant.folds:
+            _keep_complete_seeds(variant)
     by_name: dict[tuple[str, ...], list[tuple]] = {}
     for key, variant in variants.items():
         by_name.setdefault(variant.overrides, []).append(key)
@@ -176,6 +236,17 @@ def group_runs(runs: Iterable[Path]) -> list[Variant]:
             extra = [f"{k}={json.loads(v)}" for k, v in key if (k, v) not in shared]
             variants[key].overrides = (*variants[key].overrides, *extra)
     return list(variants.values())
+
+
+def _keep_complete_seeds(variant: Variant) -> None:
+    """Leave only the runs of the seeds that have every fold in a pooled variant; record the others."""
+    variant.fold_count = variant.folds[0].count
+    complete, variant.incomplete = seeds_by_fold(variant.name, variant.folders, variant.seeds, variant.folds)
+    keep = sorted(i for runs in complete.values() for i in runs)
+    variant.runs = [variant.runs[i] for i in keep]
+    variant.folders = [variant.folders[i] for i in keep]
+    variant.seeds = [variant.seeds[i] for i in keep]
+    variant.folds = [variant.folds[i] for i in keep]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -188,7 +259,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def present_keys(variants: Sequence[Variant]) -> list[str]:
     """Return the study keys (metrics.STUDY_KEYS) that at least one run of `variants` has."""
-    return [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.runs)]
+    return [key for key in STUDY_KEYS if any(key in r for v in variants for r in v.seed_metrics())]
 
 
 def study_of(folders: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Variant], tuple[str, ...]]:
@@ -209,20 +280,23 @@ def quick_look(folders: Sequence[str | os.PathLike]) -> str:
     columns, rows = table_rows(variants)
     shared = f"Overrides common to every variant: {' '.join(common)}\n\n" if common else ""
     head = f"{len(runs)} runs from {', '.join(str(f) for f in folders)}\n\n{shared}"
-    return head + terminal_view(columns, rows, present_keys(variants))
+    pooled = pooling_note(variants)
+    return head + terminal_view(columns, rows, present_keys(variants)) + (f"\n\n{pooled}" if pooled else "")
 
 
 def table_rows(variants: Sequence[Variant]) -> tuple[list[str], list[list]]:
-    """Return (columns, rows): variant, seeds, then mean and std of every metric that any run has."""
+    """Return (columns, rows): variant, seeds, then mean and std over seeds of every metric that any run
+    has (a pooled k-fold seed's value: the mean over its folds)."""
     present = present_keys(variants)
     columns = ["variant", "seeds"]
     for key in present:
         columns += [f"{TITLES[key]} mean", f"{TITLES[key]} std"]
     rows = []
     for variant in variants:
-        row: list = [variant.name, len(variant.runs)]
+        per_seed = variant.seed_metrics()
+        row: list = [variant.name, len(per_seed)]
         for key in present:
-            row += list(mean_std([r.get(key, float("nan")) for r in variant.runs]))
+            row += list(mean_std([r.get(key, float("nan")) for r in per_seed]))
         rows.append(row)
     return columns, rows
 
@@ -255,8 +329,8 @@ def aggregate(
     replicates: int = 1000,
     seed: int = 0,
 ) -> tuple[Path, Path]:
-    """Aggregate the runs under `folders`; write `<out>.md`, `<out>.csv` and `<out>.json`; return the
-    paths of the first two.
+    """Aggregate the runs under `folders`; write `<out>.md`, `<out>.csv`, `<out>.json` and, with
+    intervals, `<out>.png` (`msr.viz.study`); return the paths of the first two.
 
     With `replicates` > 0 every variant is also compared with the reference variant (the first whose name
     contains `reference`; default the first variant), from the runs' saved results
@@ -272,6 +346,7 @@ def aggregate(
     text = f"{len(runs)} runs from {sources}\n\n{shared}" + to_markdown(columns, rows)
     record: dict[str, Any] = {"sources": [str(f) for f in folders], "common overrides": list(common)}
     record["variants"] = [variant_record(v) for v in variants]
+    pooled = pooling_note(variants)
     if replicates > 0:
         from msr.studies.intervals import interval_columns, interval_record  # pycocotools: only when needed
 
@@ -281,13 +356,23 @@ def aggregate(
         columns += extra_columns
         rows = [row + extra for row, extra in zip(rows, extra_rows)]
         text += "\n" + intervals_markdown(variants, found, index, replicates)
+        pooled = pooling_note(variants, [v.pictures for v in found])
+        from msr.viz.study import write_study_figure
+
+        title = f"paired with the reference {variants[index].name}" if len(variants[index].name) < 80 else ""
+        names = [v.name + (" (reference)" if i == index else "") for i, v in enumerate(variants)]
+        write_study_figure(Path(out).with_suffix(".png"), names, found, title)
         record["reference"] = variants[index].name
         record["bootstrap"] = {"replicates": replicates, "seed": seed}
         for entry, intervals in zip(record["variants"], found):
             entry["paired seeds"] = intervals.seeds
             entry["shared trunk"] = intervals.shared_trunk
             entry["class-score ties by run"] = list(intervals.runs)
+            entry["val pictures"] = intervals.pictures
             entry["contrasts"] = {k: interval_record(c) for k, c in intervals.contrasts.items()}
+    if pooled:
+        text += "\n" + pooled
+        record["pooled folds note"] = pooled
     out = Path(out)
     md, csv_path = out.with_suffix(".md"), out.with_suffix(".csv")
     write_text_atomic(text, md)
@@ -296,23 +381,19 @@ def aggregate(
     return md, csv_path
 
 
-def run_seed(run: Path) -> int | None:
-    """Return the seed of a job folder's resolved config (None without one)."""
-    config_file = RunLayout(run).hydra_config
-    if not config_file.is_file():
-        return None
-    seed = (_read(config_file, yaml.safe_load) or {}).get("seed")
-    return int(seed) if isinstance(seed, (int, float)) else None
-
-
 def variant_record(variant: Variant) -> dict[str, Any]:
     """Return a variant as a JSON-ready dict: its name and, per run, its folder and metrics (the per-seed
     values behind the table's mean ± std)."""
     runs = []
-    for folder, metrics in zip(variant.folders, variant.runs):
+    for index, (folder, metrics) in enumerate(zip(variant.folders, variant.runs)):
         values = {k: metrics[k] for k in STUDY_KEYS if k in metrics}
-        runs.append({"folder": str(folder), "seed": run_seed(folder), **values})
-    return {"variant": variant.name, "seeds": len(variant.runs), "runs": runs}
+        fold = {"fold": variant.folds[index].index} if variant.folds else {}
+        runs.append({"folder": str(folder), "seed": variant.seeds[index], **fold, **values})
+    record: dict[str, Any] = {"variant": variant.name, "seeds": len(variant.seed_runs()), "runs": runs}
+    if variant.fold_count is not None:
+        record["folds"] = variant.fold_count
+        record["seeds left out, missing folds"] = {str(s): f for s, f in variant.incomplete.items()}
+    return record
 
 
 def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
@@ -335,15 +416,40 @@ def reference_index(variants: Sequence[Variant], reference: str | None) -> int:
 def paired_intervals(
     variants: Sequence[Variant], reference: int, replicates: int, seed: int
 ) -> list[VariantIntervals]:
-    """Return every variant's paired intervals against `variants[reference]`."""
+    """Return every variant's paired intervals against `variants[reference]`; a pooled k-fold variant's
+    seed is its fold runs' evaluations pooled over the union of their val pictures."""
     from msr.studies.intervals import run_pictures, study_intervals
+    from msr.studies.pooled_runs import pool_fold_runs
 
     cache: dict[str, str] = {}
     pictures = []
     for variant in variants:
-        loaded = [run_pictures(folder, cache) for folder in variant.folders]
+        if variant.fold_count is None:
+            loaded = [run_pictures(folder, cache) for folder in variant.folders]
+        else:
+            loaded = [
+                pool_fold_runs([run_pictures(variant.folders[i], cache) for i in runs])
+                for runs in variant.seed_runs()
+            ]
         pictures.append([p for p in loaded if p is not None])
+    _check_same_pictures(variants, pictures)
     return study_intervals(pictures, reference, replicates, seed)
+
+
+def _check_same_pictures(variants: Sequence[Variant], pictures: Sequence[Sequence[Any]]) -> None:
+    """Raise AggregateError naming two variants whose runs were scored on different val pictures."""
+    first: tuple[str, Any] | None = None
+    for variant, runs in zip(variants, pictures):
+        for run in runs:
+            ids = run.by_mask_score.image_ids
+            if first is None:
+                first = (variant.name, ids)
+            elif len(ids) != len(first[1]) or (ids != first[1]).any():
+                raise AggregateError(
+                    f"`{first[0]}` and `{variant.name}` were scored on different val pictures "
+                    f"({len(first[1])} and {len(ids)}): a paired study needs one val set (the folds of a "
+                    "k-fold variant pool only with variants of the same data.folds, data.fold_seed and data)"
+                )
 
 
 def intervals_markdown(

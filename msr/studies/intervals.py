@@ -98,6 +98,7 @@ class VariantIntervals:
     shared_trunk: bool  # every pair shares its trunk (head-only protocol)
     contrasts: dict[str, ContrastIntervals] = field(default_factory=dict)
     runs: tuple[dict[str, Any], ...] = ()  # per run: seed, tied class scores, class-score AP tie bounds
+    pictures: int = 0  # val pictures resampled (a pooled k-fold variant: the union of its folds')
 
     @property
     def segm_ap(self) -> ContrastIntervals | None:
@@ -238,7 +239,8 @@ def study_intervals(
              "class-score segm AP, ties against / for true positives": list(r.class_score_tie_bounds)}
             for r in runs
         )
-        out.append(VariantIntervals(len(pairs), shared, contrasts, per_run))
+        count = len(runs[0].by_mask_score.image_ids) if runs else 0
+        out.append(VariantIntervals(len(pairs), shared, contrasts, per_run, count))
     return _with_holm(out)
 
 

@@ -74,6 +74,22 @@ def test_json_and_csv_writers(tmp_path: Path) -> None:
     assert write_text_atomic("é\n", tmp_path / "u.txt").read_bytes() == "é\n".encode()
 
 
+def test_json_writer_writes_strict_json_with_null_for_nan_and_infinity(tmp_path: Path) -> None:
+    import math
+
+    import numpy as np
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    record = {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": {"d": np.float64("nan"), "e": (2, None)}}
+    path = write_json_atomic(record, tmp_path / "m.json")
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    strict = json.loads(text, parse_constant=refuse)  # Python's own reader would accept bare NaN
+    assert strict == {"a": None, "b": [None, None, 1.5], "c": {"d": None, "e": [2, None]}}
+
+
 def test_read_json_parses_and_accepts_a_bom(tmp_path: Path) -> None:
     path = tmp_path / "ok.json"
     path.write_bytes(b'{"k": [1, "\xc3\xa9"]}')

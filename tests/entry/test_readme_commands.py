@@ -1,5 +1,5 @@
-"""Every msr-train, msr-eval and msr-predict command of README.md and experiments/README.md composes through
-the real entry point, and every msr-aggregate command parses.
+"""Every msr-train, msr-eval and msr-predict command of README.md, experiments/README.md and the study notes
+(experiments/studies/*.md) composes through the real entry point, and every msr-aggregate command parses.
 
 The README promises that its commands work as written. Each one (its code blocks, with `\\` continuations
 joined, and its inline `msr-...` and `make train ARGS=...` spans) runs here as its program with `--cfg job`:
@@ -26,6 +26,8 @@ from msr.cli.aggregate import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 EXPERIMENTS_README = ROOT / "experiments" / "README.md"
+#: The dated history of each study, one note per study, which records the commands its runs used.
+STUDY_NOTES = sorted((ROOT / "experiments" / "studies").glob("*.md"))
 PROGRAMS = {"msr-train": "train", "msr-eval": "evaluate", "msr-predict": "predict"}
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 
@@ -128,18 +130,21 @@ def test_sweeps_expand_to_every_choice_once() -> None:
 
 
 def test_experiments_readme_commands_are_found_with_their_variables_written_out() -> None:
-    commands = readme_commands(EXPERIMENTS_README.read_text())
-    assert len(commands) >= 15, commands
+    assert {p.stem for p in STUDY_NOTES} >= {"mask_scoring", "input_designs", "threshold", "balloon"}
+    commands = [c for path in [EXPERIMENTS_README, *STUDY_NOTES] for c in readme_commands(path.read_text())]
+    assert len(commands) >= 30, commands
     assert not [c for c in commands if "$" in c]
     recorded = "protocol.head_max_epochs=2 head=maskiou model.maskiou_loss.threshold=0.75"  # $H written out
     assert any(recorded in c for c in commands)
 
 
-@pytest.mark.parametrize("path", [README, EXPERIMENTS_README], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", [README, EXPERIMENTS_README, *STUDY_NOTES], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_every_msr_aggregate_command_parses(path: Path) -> None:
     lines = code_block_lines(path.read_text())
     commands = [line for line in lines if line.startswith("msr-aggregate ")]
-    assert len(commands) >= 3
+    assert len(commands) >= (3 if path in (README, EXPERIMENTS_README) else 0)
     for command in commands:
         try:
             build_parser().parse_args(shlex.split(command)[1:])
@@ -150,7 +155,8 @@ def test_every_msr_aggregate_command_parses(path: Path) -> None:
 @pytest.fixture(scope="module")
 def composed(cli_env, tmp_path_factory) -> dict[str, dict]:
     """Return the output of every documented command's `--cfg job` runs, all in one process."""
-    documented = readme_commands(README.read_text()) + readme_commands(EXPERIMENTS_README.read_text())
+    files = [README, EXPERIMENTS_README, *STUDY_NOTES]
+    documented = [c for path in files for c in readme_commands(path.read_text())]
     commands = dict.fromkeys(documented)  # each once, in order
     cases = [case for command in commands for case in cases_of(command)]
     return run_batch(cases, cli_env, tmp_path_factory.mktemp("readme"))

@@ -169,6 +169,24 @@ def test_scored_metrics_fill_gaps_and_give_the_per_seed_rescoring_gain(tmp_path)
         aggregate([tmp_path], tmp_path / "out")
 
 
+def test_metrics_without_a_value_written_as_null_read_as_missing(tmp_path):
+    """msr writes NaN as null (strict JSON); a run without a segm AP has no rescoring gain either."""
+    from msr.files import write_json_atomic
+
+    for seed, ap in enumerate([math.nan, 0.30]):
+        make_job(tmp_path / str(seed), ["head=maskiou", f"seed={seed}"], {}, config(seed))
+        metrics = {"segm/AP": ap, "segm_class_score/AP": 0.26, "calib/pearson_mask_score": math.inf}
+        write_json_atomic(metrics, tmp_path / str(seed) / "eval" / "val_metrics.json")
+    assert "null" in (tmp_path / "0" / "eval" / "val_metrics.json").read_text()
+    record_path = aggregate([tmp_path], tmp_path / "out", replicates=0)[1].with_suffix(".json")
+    header, row = csv_rows(tmp_path / "out.csv")
+    row = dict(zip(header, row))
+    assert row["seeds"] == "2" and float(row["segm AP mean"]) == pytest.approx(0.30)
+    assert float(row["rescoring gain (segm AP) mean"]) == pytest.approx(0.04)  # the seed with a value
+    runs = json.loads(record_path.read_text())["variants"][0]["runs"]
+    assert [r["segm/AP"] for r in runs] == [None, 0.30]
+
+
 def test_reference_is_the_variant_named_before_one_that_merely_contains_the_text() -> None:
     variants = [Variant(("head=maskiou_multiply",)), Variant(("head=maskiou",)), Variant(("head=none",))]
     assert reference_index(variants, "head=maskiou") == 1  # exact override, not the first substring
