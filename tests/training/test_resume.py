@@ -249,7 +249,8 @@ def test_loading_a_checkpoint_rewinds_every_logger_that_can_to_its_global_step()
     assert callback._logging_step is None
 
 
-def test_an_epoch_end_checkpoint_puts_back_the_loggers_step_at_the_first_batch_only():
+def test_an_epoch_end_checkpoint_puts_back_the_loggers_step_at_the_first_batch_only(caplog):
+    import logging
     from types import SimpleNamespace
 
     state = epoch_end_loop_state(2)
@@ -257,7 +258,9 @@ def test_an_epoch_end_checkpoint_puts_back_the_loggers_step_at_the_first_batch_o
     epoch_loop = SimpleNamespace(_batches_that_stepped=7)  # Lightning's restart advanced it once
     trainer = SimpleNamespace(loggers=[Rewinder()], fit_loop=SimpleNamespace(epoch_loop=epoch_loop))
     callback = ExactResume()
-    callback.on_load_checkpoint(trainer, None, checkpoint)
+    with caplog.at_level(logging.DEBUG, logger="msr.training.resume"):
+        callback.on_load_checkpoint(trainer, None, checkpoint)
+    assert [r.getMessage() for r in caplog.records] == ["resuming at the epoch after global step 6"]
     assert state["epoch_progress"]["total"]["completed"] == 2  # rewritten as the next epoch's start
     assert trainer.loggers[0].steps == [6]
     callback.on_train_batch_start(trainer, None)
