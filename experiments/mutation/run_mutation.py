@@ -55,7 +55,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "scoring": (["msr/evaluation/scoring.py"], ["tests/evaluation/test_eval_scoring.py"]),
     "intervals": (
         ["msr/studies/intervals.py"],
-        ["tests/evaluation/test_eval_bootstrap.py", "tests/experiments/test_aggregate.py"],
+        [
+            "tests/evaluation/test_study_intervals.py",
+            "tests/evaluation/test_eval_bootstrap.py",
+            "tests/experiments/test_aggregate.py",
+        ],
     ),
     "resume": (
         ["msr/training/resume.py", "msr/training/rng_state.py"],

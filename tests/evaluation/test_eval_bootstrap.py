@@ -98,7 +98,7 @@ def test_seeds_are_averaged_and_must_cover_the_same_pictures(synth):
     two_seeds = contrast_interval([[(1.0, perfect), (-1.0, none)], [(1.0, none), (-1.0, none)]], draws)
     assert two_seeds.estimate == pytest.approx(0.5) and two_seeds.low == pytest.approx(0.5)
     fewer = evaluate_per_image(results, gt, img_ids=list(range(1, 11)))
-    with pytest.raises(ValueError, match="same pictures"):
+    with pytest.raises(ValueError, match="^paired evaluations must cover the same pictures$"):
         contrast_interval([[(1.0, perfect), (-1.0, fewer)]], draws)
 
 
@@ -290,5 +290,20 @@ def test_a_contrast_without_terms_is_refused(synth):
     gt, results = one_object_case(synth, found={0})
     evaluation = evaluate_per_image(results, gt)
     for contrasts in ([], [[]], [[(1.0, evaluation)], []]):
-        with pytest.raises(EvaluationError, match="needs at least one term"):
+        with pytest.raises(EvaluationError, match="^a bootstrap contrast needs at least one term$"):
             contrast_interval(contrasts, bootstrap_counts(N, 4))
+
+
+def test_a_cache_passed_in_keeps_each_evaluations_replicate_aps_for_the_next_call(synth):
+    from msr.evaluation.bootstrap import replicate_aps
+
+    gt, results = one_object_case(synth, found=set(range(0, N, 2)))
+    half, none = evaluate_per_image(results, gt), evaluate_per_image([], gt)
+    draws = bootstrap_counts(N, 20, seed=4)
+    cache: dict = {}
+    first = contrast_interval([[(1.0, half), (-1.0, none)]], draws, cache=cache)
+    assert set(cache) == {id(half), id(none)}
+    assert np.array_equal(cache[id(half)], replicate_aps(half, draws, {}))
+    cache[id(half)] = cache[id(half)] + 1.0  # what the cache holds is what the next call uses
+    again = contrast_interval([[(1.0, half), (-1.0, none)]], draws, cache=cache)
+    assert again.mean == pytest.approx(first.mean + 1.0, abs=1e-12)

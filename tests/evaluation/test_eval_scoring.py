@@ -159,3 +159,68 @@ def test_a_results_file_is_scored_by_the_kind_of_its_first_result_with_no_extras
     empty.write_text("[]")
     with pytest.raises(EvaluationError, match="empty.json: cannot tell bbox from segm results"):
         score_results_file(empty, path, print_fn=None)
+
+
+def test_a_memo_recomputes_the_class_score_ranking_of_other_class_scores(tiny_gt, synth):
+    """Three jobs through one memo: MS R-CNN results; the same results without class scores, their score
+    being the class score (the same class-score ranking: reused); and those with other scores (another
+    class-score ranking: computed again). Each gets exactly the metrics it gets alone."""
+    from msr.evaluation.memo import EvaluationMemo
+
+    path, dataset = tiny_gt
+    with_class = tiny_results(dataset, synth)
+    without_class = json.loads(json.dumps(with_class))
+    for result in without_class["segm"]:
+        result["score"] = result.pop("class_score")
+    other_scores = json.loads(json.dumps(without_class))
+    for index, result in enumerate(other_scores["segm"]):
+        result["score"] = 1.0 - result["score"] + 0.001 * index
+    jobs = (with_class, without_class, other_scores)
+    options = {"upper_bound": True, "bootstrap": 50, "calibration": False}
+    alone = [evaluate_results(r, path, **options).metrics for r in jobs]
+    memo = EvaluationMemo()
+    shared = [evaluate_results(r, path, memo=memo, **options).metrics for r in jobs]
+    assert all(identical(s, a) for s, a in zip(shared, alone))
+    assert alone[1]["segm_class_score/AP"] == alone[0]["segm_class_score/AP"]
+    assert alone[2]["segm_class_score/AP"] != alone[1]["segm_class_score/AP"]
+    # without class scores the mask score is the class score: nothing gained, on every multiset
+    assert alone[2]["segm_rescoring_gain/AP_low"] == alone[2]["segm_rescoring_gain/AP_high"] == 0.0
+
+
+def results_file(tmp_path, results, name="results.json"):
+    file = tmp_path / name
+    file.write_text(json.dumps(results))
+    return file
+
+
+def test_a_results_file_gets_the_gains_interval_only_with_bootstrap_replicates(tiny_gt, synth, tmp_path):
+    path, dataset = tiny_gt
+    segm = tiny_results(dataset, synth, True)["segm"]
+    file = results_file(tmp_path, segm)
+    plain = score_results_file(file, path, upper_bound=True, print_fn=None).metrics
+    assert "segm_rescoring_gain/AP" in plain and "segm_rescoring_gain/AP_low" not in plain
+    drawn = score_results_file(file, path, upper_bound=True, bootstrap=50, print_fn=None).metrics
+    direct = evaluate_results({"segm": segm}, path, calibration=False, upper_bound=True, bootstrap=50).metrics
+    assert identical(drawn, direct) and "segm_rescoring_gain/AP_low" in drawn
+
+
+def test_a_results_file_of_one_result_is_scored_by_its_kind(tiny_gt, synth, tmp_path):
+    path, dataset = tiny_gt
+    one = tiny_results(dataset, synth, True)["bbox"][:1]
+    scored = score_results_file(results_file(tmp_path, one), path, print_fn=None)
+    assert list(scored.results) == ["bbox"] and scored.results["bbox"] == one
+
+
+def test_a_results_file_is_scored_with_the_backend_asked_for(tiny_gt, synth, tmp_path, monkeypatch):
+    import msr.evaluation.scoring as scoring
+
+    path, dataset = tiny_gt
+    file = results_file(tmp_path, tiny_results(dataset, synth, True)["bbox"])
+    asked = []
+    make_coco_of = scoring.make_coco
+    monkeypatch.setattr(
+        scoring, "make_coco", lambda gt, backend: asked.append(backend) or make_coco_of(gt, backend)
+    )
+    score_results_file(file, path, backend="pycocotools", print_fn=None)
+    score_results_file(file, path, print_fn=None)
+    assert asked == ["pycocotools", "faster_coco_eval"]

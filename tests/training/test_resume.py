@@ -227,6 +227,49 @@ def test_only_an_epoch_end_loop_state_is_rewritten_as_the_next_epochs_start():
     assert not saved_at_epoch_end(state)
 
 
+class Rewinder:
+    """A logger that records the steps it is rewound to."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def rewind(self, step: int) -> None:
+        self.steps.append(step)
+
+
+def test_loading_a_checkpoint_rewinds_every_logger_that_can_to_its_global_step():
+    from types import SimpleNamespace
+
+    rewinders = [Rewinder(), Rewinder()]
+    trainer = SimpleNamespace(loggers=[rewinders[0], object(), SimpleNamespace(rewind=3), rewinders[1]])
+    callback = ExactResume()
+    callback.on_load_checkpoint(trainer, None, {"global_step": 7})  # no loop state: nothing to rewrite
+    callback.on_load_checkpoint(trainer, None, {"loops": {}})  # no step recorded: from the start
+    assert rewinders[0].steps == rewinders[1].steps == [7, 0]
+    assert callback._logging_step is None
+
+
+def test_an_epoch_end_checkpoint_puts_back_the_loggers_step_at_the_first_batch_only(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    state = epoch_end_loop_state(2)
+    checkpoint = {"loops": {"fit_loop": state}, "global_step": 6}
+    epoch_loop = SimpleNamespace(_batches_that_stepped=7)  # Lightning's restart advanced it once
+    trainer = SimpleNamespace(loggers=[Rewinder()], fit_loop=SimpleNamespace(epoch_loop=epoch_loop))
+    callback = ExactResume()
+    with caplog.at_level(logging.DEBUG, logger="msr.training.resume"):
+        callback.on_load_checkpoint(trainer, None, checkpoint)
+    assert [r.getMessage() for r in caplog.records] == ["resuming at the epoch after global step 6"]
+    assert state["epoch_progress"]["total"]["completed"] == 2  # rewritten as the next epoch's start
+    assert trainer.loggers[0].steps == [6]
+    callback.on_train_batch_start(trainer, None)
+    assert epoch_loop._batches_that_stepped == 6
+    epoch_loop._batches_that_stepped = 8
+    callback.on_train_batch_start(trainer, None)
+    assert epoch_loop._batches_that_stepped == 8
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """Return the uninterrupted run's weights and its checkpoint of epoch 0's end (where a run killed
@@ -287,3 +330,15 @@ def test_without_the_generators_states_the_resumed_run_differs(runs, tmp_path):
     resumed = fit(tmp_path / "run", ckpt_path=tmp_path / "no_rng.ckpt").state_dict()
     whole = runs["whole"]
     assert any(not torch.equal(whole[k], resumed[k]) for k in whole if whole[k].is_floating_point())
+
+
+def test_a_checkpoint_without_generator_states_says_the_resumed_run_draws_other_numbers(caplog):
+    import logging
+
+    before = torch.get_rng_state()
+    with caplog.at_level(logging.INFO, logger="msr.training.rng_state"):
+        RngStateCallback().on_load_checkpoint(None, None, {"global_step": 3})
+    assert [r.getMessage() for r in caplog.records] == [
+        "the checkpoint holds no random generator states: the resumed run draws other numbers"
+    ]
+    assert torch.equal(torch.get_rng_state(), before)
