@@ -16,7 +16,8 @@ MS R-CNN gives them. Making the detections is timed apart from `update`. Then, t
   1000: about 0.4 s a picture on this machine, so not in `make bench`).
 
 Each rank reports its wall time of `update` (all its pictures) and of each `compute`, its RSS before
-the gather (its own share only) and its peak RSS during each `compute` (sampled every 50 ms).
+the gather (its own share only), its peak RSS during each `compute` (sampled every 50 ms) and the
+peak RSS of the whole process (`getrusage`: making the detections, `update` and every `compute`).
 
     python experiments/benchmarks/coco_scale_eval.py                    # ~5 min on 2 CPU cores
     python experiments/benchmarks/coco_scale_eval.py --images 1000 --json out.json
@@ -31,6 +32,7 @@ import copy
 import datetime
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -178,6 +180,7 @@ def rank_main(args: argparse.Namespace) -> None:
         figures[f"{name}_metrics"] = {k: v for k, v in metrics.items() if "/AP-" not in k}
         del current  # its ground truth and results go before the next run
     dist.destroy_process_group()
+    figures["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
     Path(args.out).write_text(json.dumps(figures))
 
 
@@ -239,6 +242,7 @@ def table(figures: dict[str, Any]) -> str:
             ("... RSS before it (MB)", lambda r, n=name: r[f"{n}_rss_before_mb"], ""),
             ("... peak RSS during it (MB)", lambda r, n=name: r[f"{n}_peak_rss_mb"], "<= 4096"),
         ]
+    rows.append(("peak RSS of the rank, whole run (MB)", lambda r: r["max_rss_mb"], "<= 4096"))
     lines = [
         f"COCO-scale evaluation: {figures['images']} pictures x {DETECTIONS} detections, 2 gloo ranks",
         "",
