@@ -15,8 +15,12 @@ MS R-CNN gives them. Making the detections is timed apart from `update`. Then, t
   gain; with `--bootstrap N`, a third run with N replicates of that interval (the config's default is
   1000: about 0.4 s a picture on this machine, so not in `make bench`).
 
-Each rank reports its wall time of `update` (all its pictures) and of each `compute`, its RSS before
-the gather (its own share only) and its peak RSS during each `compute` (sampled every 50 ms).
+Each rank reports its wall and CPU time of `update` (all its pictures; CPU time is less disturbed by
+other work on the machine) and of each `compute`, its RSS before the gather (its own share only), its
+peak RSS during each `compute` (the kernel's high-water mark, reset before it), its peak RSS while
+making the detections and updating (the high-water mark before the first reset: the benchmark's own
+[100, H, W] masks of each picture included, and the heap malloc keeps after freeing them) and the
+largest of them, the peak of the whole rank.
 
     python experiments/benchmarks/coco_scale_eval.py                    # ~5 min on 2 CPU cores
     python experiments/benchmarks/coco_scale_eval.py --images 1000 --json out.json
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import PeakRSS, memory, release_freed_memory, write_figures  # beside this script
+from _common import MB, PeakRSS, memory, release_freed_memory, write_figures  # beside this script
 
 TARGETS = {"compute_s": 120.0, "peak_rss_mb": 4096.0}
 DETECTIONS = 100
@@ -130,7 +134,7 @@ def rank_main(args: argparse.Namespace) -> None:
     del data
     evaluator = COCOEvaluator(calibration=True, upper_bound=False).bind(args.ann, cat_ids)
     dense_evaluator = COCOEvaluator(calibration=True, upper_bound=False).bind(args.ann, cat_ids)
-    spent = {"generate": 0.0, "update": 0.0, "update_dense": 0.0}
+    spent = dict.fromkeys(("generate", "update", "update_dense", "update_cpu", "update_dense_cpu"), 0.0)
     for index in DistributedSampler(range(len(images)), num_replicas=2, rank=args.rank, shuffle=False):
         image = images[index]
         start = time.perf_counter()
@@ -139,23 +143,26 @@ def rank_main(args: argparse.Namespace) -> None:
         cropped = {**output, "masks": box_masks(output["masks"], output["boxes"])}
         spent["generate"] += time.perf_counter() - start
         if args.masks in ("dense", "both"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             (evaluator if args.masks == "dense" else dense_evaluator).update([output], [image["id"]])
             spent["update_dense"] += time.perf_counter() - start
+            spent["update_dense_cpu"] += time.process_time() - cpu
         if args.masks in ("crops", "both"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             evaluator.update([cropped], [image["id"]])
             spent["update"] += time.perf_counter() - start
+            spent["update_cpu"] += time.process_time() - cpu
     figures: dict[str, Any] = {"masks": args.masks, "generate_s": round(spent["generate"], 1)}
-    if args.masks == "dense":
-        figures["update_dense_s"] = round(spent["update_dense"], 1)
-    else:
-        figures["update_s"] = round(spent["update"], 1)
+    for name in ("update", "update_dense"):
+        if spent[name] > 0:
+            figures[f"{name}_s"] = round(spent[name], 1)
+            figures[f"{name}_cpu_s"] = round(spent[f"{name}_cpu"], 1)
     if args.masks == "both":
-        figures["update_dense_s"] = round(spent["update_dense"], 1)
         figures["update_ratio"] = round(spent["update_dense"] / max(spent["update"], 1e-9), 2)
+        figures["update_cpu_ratio"] = round(spent["update_dense_cpu"] / max(spent["update_cpu"], 1e-9), 2)
         figures["same_results"] = dense_evaluator.local_results("segm") == evaluator.local_results("segm")
     del dense_evaluator
+    figures["update_peak_rss_mb"] = round(high_water_mb())  # before PeakRSS resets the mark
     figures["images"] = evaluator.num_images
     figures["detections"] = len(evaluator.local_results("segm"))
     runs = {"default": {}, "upper_bound": {"upper_bound": True, "bootstrap": 0}}
@@ -178,7 +185,14 @@ def rank_main(args: argparse.Namespace) -> None:
         figures[f"{name}_metrics"] = {k: v for k, v in metrics.items() if "/AP-" not in k}
         del current  # its ground truth and results go before the next run
     dist.destroy_process_group()
+    figures["max_rss_mb"] = max(figures[k] for k in figures if k.endswith("peak_rss_mb"))
     Path(args.out).write_text(json.dumps(figures))
+
+
+def high_water_mb() -> float:
+    """Return this process's peak RSS so far (VmHWM, MB): since it started or since a PeakRSS reset it."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024 / MB
 
 
 def free_port() -> int:
@@ -224,6 +238,7 @@ def table(figures: dict[str, Any]) -> str:
         rows.append(("update from full-image masks (s)", lambda r: r["update_dense_s"], ""))
     if "update_ratio" in ranks[0]:
         rows.append(("update: full-image / box masks", lambda r: r["update_ratio"], ">= 4"))
+        rows.append(("... in CPU time", lambda r: r["update_cpu_ratio"], ""))
         rows.append(("... same segm results", lambda r: r["same_results"], ""))
     titles = {
         "default": ("bbox + segm + calibration", "<= 120"),
@@ -239,6 +254,10 @@ def table(figures: dict[str, Any]) -> str:
             ("... RSS before it (MB)", lambda r, n=name: r[f"{n}_rss_before_mb"], ""),
             ("... peak RSS during it (MB)", lambda r, n=name: r[f"{n}_peak_rss_mb"], "<= 4096"),
         ]
+    rows += [
+        ("peak RSS while making the detections and updating (MB)", lambda r: r["update_peak_rss_mb"], ""),
+        ("peak RSS of the rank, whole run (MB; its detections included)", lambda r: r["max_rss_mb"], ""),
+    ]
     lines = [
         f"COCO-scale evaluation: {figures['images']} pictures x {DETECTIONS} detections, 2 gloo ranks",
         "",

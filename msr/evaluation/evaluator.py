@@ -11,7 +11,7 @@ from msr.distributed import broadcast_object, gather_results, get_rank, is_distr
 from msr.errors import EvaluationError
 from msr.evaluation.ground_truth import GroundTruthLike, make_coco, normalize_backend
 from msr.evaluation.memo import EvaluationMemo
-from msr.evaluation.results import IOU_TYPES, LabelMap, predictions_to_coco
+from msr.evaluation.results import IOU_TYPES, ImageResults, LabelMap, image_results
 from msr.evaluation.scoring import EvaluationResult, evaluate_results, gc_paused
 
 
@@ -78,8 +78,9 @@ class COCOEvaluator:
 
     def reset(self) -> None:
         """Forget every result collected so far."""
-        # image id → (bbox results, segm results); an image seen twice on one rank keeps its last results
-        self._per_image: dict[int, tuple[list[dict], list[dict]]] = {}
+        # image id → its results (dicts built by `local_results`); an image seen twice on one rank keeps
+        # its last results
+        self._per_image: dict[int, ImageResults] = {}
 
     def _require_bound(self) -> None:
         """Raise EvaluationError unless `bind` was called."""
@@ -95,7 +96,7 @@ class COCOEvaluator:
             image_id = int(image_id)
             if "segm" not in self.iou_types:  # no mask encoding nobody asked for
                 output = {k: v for k, v in output.items() if k != "masks"}
-            self._per_image[image_id] = predictions_to_coco(
+            self._per_image[image_id] = image_results(
                 output, image_id, self.label_to_cat_id, self.mask_threshold
             )
 
@@ -106,8 +107,9 @@ class COCOEvaluator:
 
     def local_results(self, iou_type: str) -> list[dict[str, Any]]:
         """Return this rank's COCO results of `iou_type` ('bbox' or 'segm')."""
-        k = IOU_TYPES.index(iou_type)
-        return [r for pair in self._per_image.values() for r in pair[k]]
+        if iou_type not in IOU_TYPES:
+            raise EvaluationError(f"unknown iou type {iou_type!r}; choose from {list(IOU_TYPES)}")
+        return [r for record in self._per_image.values() for r in record.results(iou_type)]
 
     @gc_paused()  # the gather unpickles every rank's results: millions of objects on rank 0
     def compute(self) -> EvaluationResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,62 @@ def label_lookup(label_to_cat_id: LabelMap) -> tuple[np.ndarray, np.ndarray]:
     return table, valid
 
 
+@dataclass
+class ImageResults:
+    """One image's COCO results held as a few tensors until their dicts are asked for: the evaluator
+    keeps thousands of images, and per-detection dicts and lists are objects the garbage collector
+    walks again and again while they pile up.
+
+    `cat_ids` [N] category ids, `xywh` [N, 4], `scores` (box scores), `mask_scores` (the segm score)
+    and `mask_ious` [N] float64 on the CPU (`mask_ious` None unless the model predicts them); `counts`:
+    the compressed RLE `counts` of each mask of size `mask_size` [H, W] (None without masks).
+    """
+
+    image_id: int
+    cat_ids: np.ndarray
+    xywh: torch.Tensor
+    scores: torch.Tensor
+    mask_scores: torch.Tensor
+    mask_ious: torch.Tensor | None = None
+    counts: list[str] | None = None
+    mask_size: tuple[int, int] = (0, 0)
+
+    def bbox_results(self) -> list[dict[str, Any]]:
+        """Return the bbox results: `image_id`, `category_id`, `bbox` xywh, `score` (the box score)."""
+        image_id = self.image_id
+        return [
+            {"image_id": image_id, "category_id": c, "bbox": b, "score": s}
+            for c, b, s in zip(self.cat_ids.tolist(), self.xywh.tolist(), self.scores.tolist())
+        ]
+
+    def segm_results(self) -> list[dict[str, Any]]:
+        """Return the segm results (none without masks): `image_id`, `category_id`, `segmentation` (RLE
+        `size`, `counts`), `score`, `class_score`, and `mask_iou` when the model predicts it."""
+        if self.counts is None:
+            return []
+        image_id, (height, width) = self.image_id, self.mask_size
+        results = [
+            {
+                "image_id": image_id,
+                "category_id": c,
+                "segmentation": {"size": [height, width], "counts": rle},
+                "score": s,
+                "class_score": cs,
+            }
+            for c, rle, s, cs in zip(
+                self.cat_ids.tolist(), self.counts, self.mask_scores.tolist(), self.scores.tolist()
+            )
+        ]
+        if self.mask_ious is not None:
+            for res, iou in zip(results, self.mask_ious.tolist()):
+                res["mask_iou"] = iou
+        return results
+
+    def results(self, iou_type: str) -> list[dict[str, Any]]:
+        """Return the results of `iou_type` ('bbox' or 'segm')."""
+        return self.bbox_results() if iou_type == "bbox" else self.segm_results()
+
+
 def predictions_to_coco(
     output: Mapping[str, torch.Tensor],
     image_id: int,
@@ -92,6 +149,18 @@ def predictions_to_coco(
     segm results (only when `masks` is present): `segmentation` RLE of `masks >= mask_threshold`,
     `score` (`mask_scores`, else the box score), `class_score`, and `mask_iou` when the model predicts it.
     """
+    record = image_results(output, image_id, label_to_cat_id, mask_threshold)
+    return record.bbox_results(), record.segm_results()
+
+
+def image_results(
+    output: Mapping[str, torch.Tensor],
+    image_id: int,
+    label_to_cat_id: LabelMap,
+    mask_threshold: float = 0.5,
+) -> ImageResults:
+    """Return one image's model output (see `predictions_to_coco`) as an ImageResults: checked, masks
+    RLE-encoded, the per-detection dicts not built yet."""
     import torch
 
     image_id = int(image_id)
@@ -111,10 +180,31 @@ def predictions_to_coco(
                     f"output {key!r} of image {image_id} has {value.shape[0]} entries, 'boxes' has {n}"
                 )
             per_det[key] = value.cpu()
+    scores = per_det["scores"].to(torch.float64)
+    xywh = boxes.to(torch.float64).cpu()
+    xywh[:, 2:] -= xywh[:, :2]
     if n == 0:
-        return [], []
+        return ImageResults(image_id, np.zeros(0, dtype=np.int64), xywh, scores, scores)
+    cat_ids = _category_ids(per_det["labels"], image_id, label_to_cat_id)
+    record = ImageResults(image_id, cat_ids, xywh, scores, scores)
+    if "masks" not in output or output["masks"] is None:
+        return record
+    rles = _mask_rles(output["masks"], n, image_id, mask_threshold)
+    record.counts = [rle["counts"] for rle in rles]
+    record.mask_size = tuple(rles[0]["size"])
+    if "mask_scores" in per_det:
+        record.mask_scores = per_det["mask_scores"].to(torch.float64)
+    if "mask_ious" in per_det:
+        record.mask_ious = per_det["mask_ious"].to(torch.float64)
+    return record
 
-    labels = per_det["labels"].to(torch.int64).numpy()
+
+def _category_ids(labels: torch.Tensor, image_id: int, label_to_cat_id: LabelMap) -> np.ndarray:
+    """Return the category id of each of `labels` [N] (int64), or raise EvaluationError naming the
+    labels the map does not know."""
+    import torch
+
+    labels = labels.to(torch.int64).numpy()
     table, valid = label_lookup(label_to_cat_id)
     known = (labels >= 0) & (labels < len(table))
     known[known] = valid[labels[known]]
@@ -124,29 +214,7 @@ def predictions_to_coco(
             f"output 'labels' of image {image_id} holds labels {bad} that the label→category mapping "
             f"does not know (it maps labels {np.flatnonzero(valid).tolist()})"
         )
-    cat_ids = table[labels].tolist()
-    scores = per_det["scores"].to(torch.float64)
-    xywh = boxes.to(torch.float64).cpu()
-    xywh[:, 2:] -= xywh[:, :2]
-    bbox_results = [
-        {"image_id": image_id, "category_id": c, "bbox": b, "score": s}
-        for c, b, s in zip(cat_ids, xywh.tolist(), scores.tolist())
-    ]
-
-    if "masks" not in output or output["masks"] is None:
-        return bbox_results, []
-    rles = _mask_rles(output["masks"], n, image_id, mask_threshold)
-
-    mask_ious = per_det.get("mask_ious")
-    mask_scores = per_det["mask_scores"].to(torch.float64) if "mask_scores" in per_det else scores
-    segm_results = [
-        {"image_id": image_id, "category_id": c, "segmentation": rle, "score": s, "class_score": cs}
-        for c, rle, s, cs in zip(cat_ids, rles, mask_scores.tolist(), scores.tolist())
-    ]
-    if mask_ious is not None:
-        for res, iou in zip(segm_results, mask_ious.to(torch.float64).tolist()):
-            res["mask_iou"] = iou
-    return bbox_results, segm_results
+    return table[labels]
 
 
 def _mask_rles(masks: Any, n: int, image_id: int, mask_threshold: float) -> list[dict[str, Any]]:

@@ -52,9 +52,12 @@ def test_data_benchmark_compares_old_and_new_storage(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_eval_benchmark_runs_two_gloo_ranks(tmp_path) -> None:
-    figures = coco_scale_eval.main(["--images", "6", "--cache-dir", str(tmp_path)])
+    figures = coco_scale_eval.main(["--images", "6", "--masks", "both", "--cache-dir", str(tmp_path)])
     rank0, rank1 = figures["ranks"]
     assert rank0["images"] + rank1["images"] == 6
+    assert rank0["same_results"] and rank1["same_results"]  # box masks and full-image masks alike
+    assert rank0["update_cpu_ratio"] > 0 and rank0["update_peak_rss_mb"] > 0
+    assert rank0["max_rss_mb"] >= rank0["default_peak_rss_mb"] > 0
     assert rank0["detections"] == 100 * rank0["images"]
     assert rank0["default_metrics"] == rank1["default_metrics"]  # broadcast to every rank
     assert "segm_upper_bound/AP" in rank0["upper_bound_metrics"]
