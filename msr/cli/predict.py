@@ -42,15 +42,15 @@ def predict(cfg: DictConfig) -> Path:
         raise ConfigError(f"give {' and '.join(REQUIRED[k] for k in missing)} on the command line")
     folder = run_dir()
     say(f"msr-predict: run folder {folder}")
-    existing_checkpoint(cfg.ckpt_path)  # a missing file is named before Lightning and torch load
-    import lightning.pytorch as pl  # here: the folder is named before Lightning and torch load
-    from hydra.utils import instantiate
-
-    from msr.training.assembly import build_callbacks
-    from msr.training.checkpoints import load_module
-
-    pl.seed_everything(cfg.seed, verbose=False)
     with hold_folder(folder, "msr-predict"):  # one run per folder: a second one stops with one line
+        existing_checkpoint(cfg.ckpt_path)  # a missing file is named before Lightning and torch load
+        import lightning.pytorch as pl  # here: the folder is named before Lightning and torch load
+        from hydra.utils import instantiate
+
+        from msr.training.assembly import build_callbacks
+        from msr.training.checkpoints import load_module
+
+        pl.seed_everything(cfg.seed, verbose=False)
         module = load_module(cfg.ckpt_path, trust_pickle=cfg.trust_pickle)
         datamodule = instantiate(cfg.data, _convert_="all")
         trainer: pl.Trainer = instantiate(

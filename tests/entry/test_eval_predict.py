@@ -32,7 +32,12 @@ def eval_checkpoint(trained_run, env, folder, *extra):
 
 
 def comparable(metrics):
-    return {k: v for k, v in metrics.items() if k.startswith(("bbox/", "segm/", "calib/"))}
+    """Return the AP and calibration metrics; an undefined one (null in the strict JSON files) as NaN."""
+    return {
+        k: math.nan if v is None else v
+        for k, v in metrics.items()
+        if k.startswith(("bbox/", "segm/", "calib/"))
+    }
 
 
 def assert_same_metrics(a, b):
