@@ -33,7 +33,7 @@ class TrainingStepWandbLogger(WandbLogger):
         if kwargs.get("prefix"):
             raise ValueError("TrainingStepWandbLogger takes no metric prefix")
         super().__init__(*args, **kwargs)
-        self._held_until: int | None = None
+        self._said_held = False
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -52,8 +52,8 @@ class TrainingStepWandbLogger(WandbLogger):
         run = self.experiment
         current = int(getattr(run, "step", 0) or 0)
         if step < current:
-            if self._held_until is None:
-                self._held_until = current - 1
+            if not self._said_held:
+                self._said_held = True
                 log.warning(
                     "W&B run %s already holds the steps before %d (logged before this run was resumed); "
                     "it keeps those values and takes this run's from step %d on (csv/metrics.csv has "
