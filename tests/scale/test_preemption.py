@@ -1,4 +1,5 @@
-"""Preemption: SIGTERM mid-epoch writes a checkpoint; ckpt_path=auto resumes from it (real CLI and signal)."""
+"""Preemption: SIGTERM mid-epoch writes a checkpoint and ends the run with exit status 143 and one line that
+says how to resume; ckpt_path=auto resumes from it (real CLI and signal)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def test_sigterm_mid_epoch_checkpoints_and_auto_resume_continues(tmp_path, cli_e
     stdout, stderr = proc.communicate(timeout=300)
     output = stdout.decode() + stderr.decode()  # Hydra's job logging goes to stdout
     assert "SIGTERM at global step" in output, output[-3000:]
+    assert proc.returncode == 143, output[-3000:]
+    line = stderr.decode().strip().splitlines()[-1]  # what stopped the run, and how to go on
+    assert line.startswith("msr-train: stopped by SIGTERM (exit status 143)"), output[-3000:]
+    assert f"ckpt_path=auto hydra.run.dir={run}" in line and "Traceback" not in output
+    assert (run / "train.log").read_text().rstrip("\n").splitlines()[-1].endswith(line)
 
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     stopped_at = saved["global_step"]

@@ -21,12 +21,19 @@ import sys
 import traceback
 
 
-def run_case(program: str, argv: list[str], env: dict[str, str]) -> dict:
-    """Run one entry point; return its exit status and output."""
+def drop_log_handlers() -> None:
+    """Remove and close the root logger's handlers (those a Hydra run configured: its console and run log)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):  # a new process starts with no logging configured
+    for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+
+
+def run_case(program: str, argv: list[str], env: dict[str, str]) -> dict:
+    """Run one entry point; return its exit status and output. The process's logging is left as a new
+    process starts (no root handlers), before and after: a case's run log is not written to by what runs
+    next."""
+    drop_log_handlers()
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     out, err = io.StringIO(), io.StringIO()
@@ -46,6 +53,7 @@ def run_case(program: str, argv: list[str], env: dict[str, str]) -> dict:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    drop_log_handlers()
     return {"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
