@@ -37,6 +37,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/test_maskiou_loss.py",
             "tests/models/test_maskiou_targets.py",
             "tests/models/test_model.py",
+            "tests/models/test_frozen_trunk.py",
         ],
     ),
     "roi_heads": (
@@ -45,6 +46,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/test_model.py",
             "tests/models/test_maskiou_targets.py",
             "tests/models/test_frozen_trunk.py",
+            "tests/models/test_roi_heads_wiring.py",
         ],
     ),
     "bootstrap": (
@@ -65,6 +67,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["msr/training/resume.py", "msr/training/rng_state.py"],
         ["tests/training/test_resume.py"],
     ),
+    "compat": (["msr/compat.py"], ["tests/config/test_compat.py", "tests/training/test_resume.py"]),
     "checkpoints": (
         ["msr/training/checkpoints.py", "msr/training/checkpoint_io.py"],
         ["tests/training/test_checkpoints.py", "tests/training/test_resume.py"],
@@ -97,6 +100,8 @@ def scratch_copy(group: str) -> Path:
         "only_mutate": modules,
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:randomly", "-q"],
+        # what pytest's `pythonpath` names (experiments' scripts, which some tests import) and the launcher
+        "also_copy": ["experiments", "hydra_plugins"],
         # each mutant's tests run in a process forked from a fork server that has run no torch op yet
         "process_isolation": "forkserver",
     }
