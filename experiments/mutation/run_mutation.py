@@ -38,6 +38,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/models/test_maskiou_targets.py",
             "tests/models/test_model.py",
             "tests/models/test_frozen_trunk.py",
+            "tests/models/test_maskiou_exact.py",
         ],
     ),
     "roi_heads": (
@@ -67,7 +68,10 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["msr/training/resume.py", "msr/training/rng_state.py"],
         ["tests/training/test_resume.py"],
     ),
-    "compat": (["msr/compat.py"], ["tests/config/test_compat.py", "tests/training/test_resume.py"]),
+    "compat": (
+        ["msr/compat.py"],
+        ["tests/config/test_compat.py", "tests/config/test_compat_units.py", "tests/training/test_resume.py"],
+    ),
     "checkpoints": (
         ["msr/training/checkpoints.py", "msr/training/checkpoint_io.py"],
         ["tests/training/test_checkpoints.py", "tests/training/test_resume.py"],
