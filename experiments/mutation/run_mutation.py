@@ -74,9 +74,20 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "checkpoints": (
         ["msr/training/checkpoints.py", "msr/training/checkpoint_io.py"],
-        ["tests/training/test_checkpoints.py", "tests/training/test_resume.py"],
+        [
+            "tests/training/test_checkpoints.py",
+            "tests/training/test_checkpoint_files.py",
+            "tests/training/test_resume.py",
+        ],
     ),
-    "coco": (["msr/data/coco.py"], ["tests/data/test_coco.py", "tests/scale_coco/test_annotation_store.py"]),
+    "coco": (
+        ["msr/data/coco.py"],
+        [
+            "tests/data/test_coco.py",
+            "tests/data/test_coco_exact.py",
+            "tests/scale_coco/test_annotation_store.py",
+        ],
+    ),
     "segmentation": (["msr/data/segmentation.py"], ["tests/data/test_segmentation.py"]),
 }
 

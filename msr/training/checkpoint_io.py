@@ -15,6 +15,7 @@ observe the write there (tests hold it to kill a process in the middle of a chec
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from msr.files import atomic_path
 
 
 def stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Return the temporary files that interrupted atomic writes of `path` left beside it."""
+    """Return the temporary files that interrupted atomic writes of `path` left beside it (a name holding
+    glob characters, such as `epoch[1].ckpt`, matches its own temporaries only)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
