@@ -195,32 +195,38 @@ def test_present_class_targets_several_classes_rois_and_absent_classes_by_hand()
     masks[2, 6:] = 1
     labels = torch.tensor([1, 3, 1])
     proposals = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 4.0, 4.0]])
-    # RoIAlign crops (aligned=False) >= 0.5: RoI 0, class 1: grid rows 0 and 3 (8 cells, the union of both
-    # instances), class 3: grid column 3 (4 cells). RoI 1, class 1: grid rows 0-1 (row 1 samples y = 1.5,
-    # exactly 0.5), 8 cells holding 8 of the class's 32 pixels (ratio 1/4); class 3 absent.
+    # RoIAlign crops (aligned=False) > 0.5: RoI 0, class 1: grid rows 0 and 3 (8 cells, the union of both
+    # instances), class 3: grid column 3 (4 cells). RoI 1, class 1: grid row 0 (row 1 samples y = 1.5,
+    # exactly 0.5: background), 4 cells; the box holds 8 of the class's 32 pixels (ratio 1/4); class 3 absent.
     probs = torch.zeros(2, 5, 4, 4)
     probs[0, 1, 0] = 0.9  # 4 of the 8 GT cells -> 4 / 8
     probs[0, 3, :, 3] = 0.9  # the GT exactly -> 1
-    probs[1, 1, :2] = 0.9  # 8 cells, whole GT 8 / 0.25 = 32 -> 8 / 32
+    probs[1, 1, :2] = 0.9  # 8 cells, 4 on the GT, whole GT 4 / 0.25 = 16 -> 4 / (8 + 16 - 4)
     probs[1, 3] = 0.9  # class 3 predicted where it is absent: target 0, not supervised
     probs[:, 2] = 0.9  # classes without any instance
     probs[:, 4] = 0.9
     targets, present = present_class_targets(probs, proposals, masks, labels)
     assert targets.dtype == torch.float32
-    assert torch.equal(targets, torch.tensor([[0.0, 0.5, 0.0, 1.0, 0.0], [0.0, 0.25, 0.0, 0.0, 0.0]]))
+    assert torch.equal(targets, torch.tensor([[0.0, 0.5, 0.0, 1.0, 0.0], [0.0, 0.2, 0.0, 0.0, 0.0]]))
     assert present.tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
 
 
-def test_present_class_target_crop_cell_of_exactly_one_half_is_ground_truth():
+def test_a_crop_cell_of_exactly_one_half_is_background_for_every_target():
+    """A ground-truth cell of exactly 0.5 is background for the present-class targets as for the target
+    class's IoU: the same RoI, class and prediction get the same target, and the class is not present."""
     masks = torch.zeros(1, 8, 8, dtype=torch.uint8)
     masks[0, :, 0] = 1  # column 0 only: the RoI's grid column 0 samples x = 0.5, halfway to column 1
     probs = torch.zeros(1, 2, 4, 4)
     probs[0, 1, :, 0] = 0.9
     box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
     targets, present = present_class_targets(probs, box, masks, torch.tensor([1]))
-    # GT 4 cells, 4 of its 8 pixels in the box -> whole GT 8; prediction the same 4 cells -> 4 / 8
-    assert present.tolist() == [[False, True]]
-    assert targets.tolist() == [[0.0, 0.5]]
+    assert present.tolist() == [[False, False]]
+    assert targets.tolist() == [[0.0, 0.0]]
+    rois = PositiveRoIs.from_samples(
+        [box], [torch.tensor([0])], [torch.tensor([1])], [{"masks": masks, "labels": torch.tensor([1])}], 4
+    )
+    assert bool((rois.mask_targets[0, :, 0] == 0.5).all())  # the tie this test is about
+    assert TargetClassTargets().roi_iou(probs, rois).tolist() == [0.0]
 
 
 def test_present_class_targets_of_one_roi_one_instance_bfloat16_probs_and_a_custom_threshold():

@@ -15,6 +15,9 @@ from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
 #: Floor of the area ratio, so that an instance almost entirely outside its proposal gets IoU ~ 0.
 AREA_RATIO_EPS = 1e-6
+#: A cell of a ground-truth crop (RoIAlign of a 0/1 mask) is foreground above this value; a cell of exactly
+#: 0.5 (a sample halfway between a foreground and a background pixel) is background, for every target.
+GT_FOREGROUND = 0.5
 
 
 def box_pixel_bounds(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -80,7 +83,7 @@ def maskiou_targets(
     0/1; area_ratios: [N] fraction of each GT instance inside its RoI (see mask_area_ratios).
     """
     pred = mask_probs > threshold
-    gt = gt_masks > 0.5
+    gt = gt_masks > GT_FOREGROUND
     overlap = (pred & gt).flatten(1).sum(dim=1).to(torch.float32)
     pred_area = pred.flatten(1).sum(dim=1).to(torch.float32)
     gt_in_roi = gt.flatten(1).sum(dim=1).to(torch.float32)
@@ -118,8 +121,8 @@ def present_class_targets(
     crops = project_masks_on_boxes(unions, proposals[roi_idx], cls_idx, size)  # [N*K, M, M]
     ratios = mask_area_ratios(unions, proposals[roi_idx], cls_idx)
     probs = mask_probs[roi_idx, classes[cls_idx]]  # [N*K, M, M]
-    ious = maskiou_targets(probs, (crops >= 0.5).to(torch.float32), ratios, threshold)
-    is_present = (crops >= 0.5).flatten(1).any(dim=1)
+    ious = maskiou_targets(probs, crops, ratios, threshold)
+    is_present = (crops > GT_FOREGROUND).flatten(1).any(dim=1)
     targets[roi_idx, classes[cls_idx]] = ious
     present[roi_idx, classes[cls_idx]] = is_present
     return targets, present
