@@ -54,8 +54,9 @@ def validate_coco_instances(
     `bbox` and `segmentation` of annotations only with `require_geometry`, which defaults to
     `require_files`); image sizes positive whole numbers; unique image and category ids; every
     annotation pointing at a known image and category; where present, `bbox` 4 finite numbers, `area`
-    a finite number >= 0 and `segmentation` polygons (lists of numbers) or an RLE whose `size` is its
-    image's [height, width] (and, uncompressed, whose counts cover the picture). `iscrowd` (default 0)
+    a finite number >= 0, `iscrowd` 0 or 1 (or false/true) and `segmentation` polygons (lists of numbers)
+    or an RLE whose `size` is its image's [height, width] (and, uncompressed, whose counts cover the
+    picture). `iscrowd` (default 0)
     and `area` (default: computed from the mask) are optional.
 
     Polygons of fewer than 3 points (or with an odd or non-finite coordinate) cannot be rasterised:
@@ -148,6 +149,8 @@ def _check_geometry(ann: Mapping, size: tuple[int, int], source: Any, error: typ
         raise fail(f"has a malformed 'bbox' {ann['bbox']!r}: expected [x, y, width, height], finite numbers")
     if "area" in ann and not (_is_finite_number(ann["area"]) and ann["area"] >= 0):
         raise fail(f"has 'area' {ann['area']!r}: it must be a finite number >= 0")
+    if "iscrowd" in ann and not (isinstance(ann["iscrowd"], (int, float)) and ann["iscrowd"] in (0, 1)):
+        raise fail(f"has 'iscrowd' {ann['iscrowd']!r}: it must be 0 (an instance) or 1 (a crowd region)")
     segm = ann.get("segmentation")
     if segm is None:
         return True

@@ -23,6 +23,9 @@ WEIGHT_KINDS = ("backbone", "maskrcnn", "msr", "auto")
 MASKIOU_PREFIX = "roi_heads.maskiou_head."
 #: Prefixes of the model's keys in msr's Lightning checkpoints: today's first, then older ones.
 CHECKPOINT_PREFIXES = ("net.", "model.")
+#: The first bytes of a torch.save file: a zip archive, or (torch's legacy format) pickle protocol 2.
+ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_TORCH_MAGIC = b"\x80\x02"
 #: Class-specific layers, skipped on a shape mismatch when allow_class_mismatch=True.
 CLASS_SPECIFIC_PREFIXES = (
     "roi_heads.box_predictor.",
@@ -90,10 +93,12 @@ def read_state_dict(
 
 def holds_other_objects(err: BaseException, path: str | os.PathLike) -> bool:
     """Return True when torch's `weights_only=True` load of `path` failed on objects other than tensors and
-    plain data in a complete checkpoint (a zip archive), rather than on a damaged or foreign file."""
+    plain data in a checkpoint torch wrote (a zip archive, or the pickle-protocol-2 file of torch's legacy
+    format), rather than on a damaged or foreign file."""
     with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"
-    return is_zip and ("weights_only" in str(err) or "Weights only load failed" in str(err))
+        header = f.read(4)
+    written_by_torch = header == ZIP_MAGIC or header[:2] == LEGACY_TORCH_MAGIC
+    return written_by_torch and ("weights_only" in str(err) or "Weights only load failed" in str(err))
 
 
 def untrusted_pickle_message(path: str | os.PathLike, option: str) -> str:

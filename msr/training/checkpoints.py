@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from msr.errors import EvaluationError
 from msr.evaluation.evaluator import COCOEvaluator
 from msr.layout import existing_checkpoint
-from msr.models.weights import holds_other_objects, untrusted_pickle_message
+from msr.models.weights import ZIP_MAGIC, holds_other_objects, untrusted_pickle_message
 from msr.training.module import MSRModule
 
 #: Input designs and training targets of checkpoints written before the model was composed of parts.
@@ -122,7 +122,7 @@ def _load_failure(path: Path) -> str:
     damaged one."""
     with path.open("rb") as f:
         magic = f.read(4)
-    if magic != b"PK\x03\x04":  # checkpoints are zip archives
+    if magic != ZIP_MAGIC:  # msr-train's checkpoints are zip archives
         return "the file is not a PyTorch checkpoint: a text file or another format"
     return "the file is truncated or damaged: it is not a complete PyTorch zip archive"
 

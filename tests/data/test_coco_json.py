@@ -29,6 +29,9 @@ def broken(edit) -> dict:
 def test_valid_file_passes_both_ways() -> None:
     assert validate_coco_instances(VALID, "x.json") is VALID
     assert load_ground_truth(VALID) is VALID
+    for iscrowd in (0, 1, 1.0, True):
+        crowd = broken(lambda d, value=iscrowd: d["annotations"][0].update(iscrowd=value))
+        assert validate_coco_instances(crowd, "x.json") is crowd
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,9 @@ def test_valid_file_passes_both_ways() -> None:
         (lambda d: d["annotations"][0].update(category_id=9), "annotation 7 refers to unknown category_id 9"),
         (lambda d: d["annotations"][0].update(bbox=[1, 2]), r"annotation 7 has a malformed 'bbox' \[1, 2\]"),
         (lambda d: d["annotations"].append("text"), r"annotations\[1\] must be an object"),
+        (lambda d: d["annotations"][0].update(iscrowd=None), r"annotation 7 has 'iscrowd' None: it must"),
+        (lambda d: d["annotations"][0].update(iscrowd="yes"), r"annotation 7 has 'iscrowd' 'yes': it must"),
+        (lambda d: d["annotations"][0].update(iscrowd=0.5), r"annotation 7 has 'iscrowd' 0\.5: .*fix or"),
     ],
 )
 def test_every_check_raises_the_callers_error(edit, message: str) -> None:

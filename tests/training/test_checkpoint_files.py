@@ -115,6 +115,17 @@ def test_checkpoint_holding_other_objects_is_refused_by_default_without_running_
     assert TRUST_PICKLE_KEY == "trust_pickle"
 
 
+def test_a_legacy_format_file_holding_other_objects_is_refused_as_such_and_read_when_trusted(tmp_path):
+    """torch's legacy (non-zip) format: the same refusal naming trust_pickle, not "another format"."""
+    path, marker = tmp_path / "legacy.ckpt", tmp_path / "legacy.unpickled"
+    content = {"hyper_parameters": {"class_names": CLASSES}, "payload": FileMaker(marker)}
+    torch.save(content, path, _use_new_zipfile_serialization=False)
+    assert error_text(read_checkpoint, path) == pickle_refusal(path)
+    assert not marker.exists()
+    assert read_checkpoint(path, trust_pickle=True)["hyper_parameters"] == {"class_names": CLASSES}
+    assert marker.exists()
+
+
 def test_refusal_holds_even_when_the_environment_forces_torch_to_unpickle(tmp_path, monkeypatch):
     """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns torch.load's default into unpickling: read_checkpoint asks
     for weights_only explicitly, so it still refuses."""
