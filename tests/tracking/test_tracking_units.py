@@ -163,7 +163,8 @@ def test_rows_a_resumed_wandb_run_already_holds_are_kept_and_said_once(tmp_path,
 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run = wandb.init(mode="offline", dir=str(tmp_path), project="msr-test")
+    # a run of its own, whatever run an earlier test of this process left open (W&B's default returns it)
+    run = wandb.init(mode="offline", dir=str(tmp_path), project="msr-test", reinit="create_new")
     try:
         logger = TrainingStepWandbLogger(experiment=run)
         logger.log_metrics({"train/loss": 1.0}, step=10)
