@@ -114,3 +114,25 @@ def test_a_28x28_design_needs_two_stride_2_convs():
     assert [c.stride for c in convs] == [(1, 1), (1, 1), (2, 2), (2, 2)]
     with pytest.raises(ValueError, match="Concat28MaskIoUHead needs at least 2 convs"):
         INPUT_DESIGNS["concat_28"](3, num_convs=1)
+
+
+@pytest.mark.parametrize("size", [3, 21, 42, 0])
+def test_a_feature_size_the_convs_cannot_halve_to_7_is_a_clear_error(size):
+    design = type("OddSizeHead", (ConcatMaskIoUHead,), {"feature_size": size})
+    message = (
+        f"input design OddSizeHead has feature_size {size}: it must be 7 times a power of 2 "
+        "(7, 14, 28, ...), which the head's stride-2 convs halve to 7x7"
+    )
+    with pytest.raises(ValueError) as raised:
+        design(num_classes=2)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(("size", "stride_2_convs"), [(7, 0), (14, 1), (28, 2)])
+def test_feature_sizes_of_7_times_a_power_of_2_build_and_predict(size, stride_2_convs):
+    design = type("SizedHead", (ConcatMaskIoUHead,), {"feature_size": size})
+    head = design(num_classes=2, conv_channels=8, fc_dim=16)
+    strides = [m.stride[0] for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert strides.count(2) == stride_2_convs and strides[: 4 - stride_2_convs] == [1] * (4 - stride_2_convs)
+    out = head(torch.rand(3, 256, size, size), torch.rand(3, 2, 28, 28), torch.tensor([0, 1, 1]))
+    assert out.shape == (3, 2)

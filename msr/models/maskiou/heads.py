@@ -51,7 +51,15 @@ class MaskIoUHead(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        num_downsamples = int(math.log2(self.feature_size // HEAD_OUTPUT_SIZE))
+        ratio = self.feature_size // HEAD_OUTPUT_SIZE
+        if self.feature_size % HEAD_OUTPUT_SIZE or ratio < 1 or ratio & (ratio - 1):
+            raise ValueError(
+                f"input design {type(self).__name__} has feature_size {self.feature_size}: it must be "
+                f"{HEAD_OUTPUT_SIZE} times a power of 2 ({HEAD_OUTPUT_SIZE}, {2 * HEAD_OUTPUT_SIZE}, "
+                f"{4 * HEAD_OUTPUT_SIZE}, ...), which the head's stride-2 convs halve to "
+                f"{HEAD_OUTPUT_SIZE}x{HEAD_OUTPUT_SIZE}"
+            )
+        num_downsamples = int(math.log2(ratio))
         if num_convs < num_downsamples:
             raise ValueError(f"input design {type(self).__name__} needs at least {num_downsamples} convs")
         self.num_classes = num_classes
