@@ -245,46 +245,34 @@ def test_resume_never_unpickles_the_checkpoint(tmp_path):
     assert not marker.exists()
 
 
-def test_tensor_of_another_shape_is_named_with_both_shapes(tmp_path):
-    """Both tensors differ: the first of this model's is named; same class names add nothing."""
-    path = training_checkpoint(tmp_path / "last.ckpt", linear_state(out_features=4))
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "net.weight is [4, 2] there and [3, 2] here")
-
-
-def test_other_shape_is_named_before_missing_and_extra_tensors(tmp_path):
-    state = {"net.weight": torch.zeros(5, 2), "net.other": torch.zeros(1)}  # no net.bias, one extra
+@pytest.mark.parametrize(
+    ("state", "detail"),
+    [
+        # both tensors differ: the first of this model's is named; same class names add nothing
+        (linear_state(out_features=4), "net.weight is [4, 2] there and [3, 2] here"),
+        # another shape is named before missing (net.bias) and extra (net.other) tensors
+        (
+            {"net.weight": torch.zeros(5, 2), "net.other": torch.zeros(1)},
+            "net.weight is [5, 2] there and [3, 2] here",
+        ),
+        ({"net.weight": torch.zeros(3, 2), "net.bias": torch.zeros(7)}, "net.bias is [7] there and [3] here"),
+        ({}, "2 tensors of this model are not in it (first: net.weight)"),
+        (None, "2 tensors of this model are not in it (first: net.weight)"),  # no state_dict at all
+        # missing tensors are named before extra ones
+        (
+            {"net.weight": torch.zeros(3, 2), "net.more": torch.zeros(1)},
+            "1 tensors of this model are not in it (first: net.bias)",
+        ),
+        (
+            {**linear_state(), "net.extra_a": torch.zeros(1), "net.extra_b": torch.zeros(2)},
+            "it holds 2 tensors this model does not have (first: net.extra_a)",
+        ),
+    ],
+    ids=["both_shapes", "shape_first", "bias_only", "empty_state", "no_state_dict", "missing_first", "extra"],
+)
+def test_the_first_tensor_mismatch_is_named(tmp_path, state, detail):
     path = training_checkpoint(tmp_path / "last.ckpt", state)
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "net.weight is [5, 2] there and [3, 2] here")
-
-
-def test_only_the_bias_differs(tmp_path):
-    state = {"net.weight": torch.zeros(3, 2), "net.bias": torch.zeros(7)}
-    path = training_checkpoint(tmp_path / "last.ckpt", state)
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "net.bias is [7] there and [3] here")
-
-
-@pytest.mark.parametrize("state", [{}, None], ids=["empty_state", "no_state_dict"])
-def test_missing_tensors_are_counted_with_the_first_named(tmp_path, state):
-    path = training_checkpoint(tmp_path / "last.ckpt", state)
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "2 tensors of this model are not in it (first: net.weight)")
-
-
-def test_missing_tensors_are_named_before_extra_ones(tmp_path):
-    state = {"net.weight": torch.zeros(3, 2), "net.more": torch.zeros(1)}
-    path = training_checkpoint(tmp_path / "last.ckpt", state)
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "1 tensors of this model are not in it (first: net.bias)")
-
-
-def test_extra_tensors_are_counted_with_the_first_named(tmp_path):
-    state = {**linear_state(), "net.extra_a": torch.zeros(1), "net.extra_b": torch.zeros(2)}
-    path = training_checkpoint(tmp_path / "last.ckpt", state)
-    message = error_text(check_resumable, path, linear_module())
-    assert message == mismatch(path, "it holds 2 tensors this model does not have (first: net.extra_a)")
+    assert error_text(check_resumable, path, linear_module()) == mismatch(path, detail)
 
 
 def test_other_classes_are_counted_in_the_mismatch(tmp_path):
@@ -484,13 +472,28 @@ def test_legacy_net_config_defaults_are_the_old_build_model_defaults():
 
 def test_legacy_net_config_converts_every_key():
     flat = {
-        "num_classes": 4, "backbone": "resnet18", "norm": "bn", "trainable_backbone_layers": 5,
-        "fpn_channels": 64, "layout": "v2", "box_head_dim": 32, "maskiou": True,
-        "maskiou_design": "multiply", "maskiou_target": "present_classes", "maskiou_threshold": 0.25,
-        "maskiou_loss_weight": 2.5, "maskiou_binarize_threshold": 0.4, "maskiou_detach": True,
-        "maskiou_conv_channels": 16, "maskiou_num_convs": 2, "maskiou_fc_dim": 32,
-        "backbone_weights": "b.pth", "maskrcnn_weights": "m.pth", "weights": "w.ckpt",
-        "allow_class_mismatch": True, "freeze_except_maskiou": True,
+        "num_classes": 4,
+        "backbone": "resnet18",
+        "norm": "bn",
+        "trainable_backbone_layers": 5,
+        "fpn_channels": 64,
+        "layout": "v2",
+        "box_head_dim": 32,
+        "maskiou": True,
+        "maskiou_design": "multiply",
+        "maskiou_target": "present_classes",
+        "maskiou_threshold": 0.25,
+        "maskiou_loss_weight": 2.5,
+        "maskiou_binarize_threshold": 0.4,
+        "maskiou_detach": True,
+        "maskiou_conv_channels": 16,
+        "maskiou_num_convs": 2,
+        "maskiou_fc_dim": 32,
+        "backbone_weights": "b.pth",
+        "maskrcnn_weights": "m.pth",
+        "weights": "w.ckpt",
+        "allow_class_mismatch": True,
+        "freeze_except_maskiou": True,
     }
     original = dict(flat)
     assert legacy_net_config(flat) == {
@@ -597,8 +600,13 @@ def test_no_legacy_data_config_stays_none():
 
 def test_stale_temporaries_are_the_interrupted_writes_of_that_checkpoint_only(tmp_path):
     names = [
-        ".last.ckpt.b1.tmp", ".last.ckpt.a2.tmp", "last.ckpt", ".last.ckpt.tmp", ".best.ckpt.c3.tmp",
-        ".last.ckpt.d4.tmp.x", "last.ckpt.e5.tmp",
+        ".last.ckpt.b1.tmp",
+        ".last.ckpt.a2.tmp",
+        "last.ckpt",
+        ".last.ckpt.tmp",
+        ".best.ckpt.c3.tmp",
+        ".last.ckpt.d4.tmp.x",
+        "last.ckpt.e5.tmp",
     ]
     for name in names:
         (tmp_path / name).write_bytes(b"")
@@ -630,11 +638,13 @@ class Observed(AtomicCheckpointIO):
         self.seen: list[tuple] = []
 
     def written(self, temporary: Path) -> None:
-        self.seen.append((
-            temporary,
-            torch.load(temporary, weights_only=True),
-            self.final.read_bytes() if self.final.exists() else None,
-        ))
+        self.seen.append(
+            (
+                temporary,
+                torch.load(temporary, weights_only=True),
+                self.final.read_bytes() if self.final.exists() else None,
+            )
+        )
 
 
 def test_save_checkpoint_writes_a_temporary_beside_it_then_renames_it(tmp_path):
