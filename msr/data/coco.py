@@ -60,6 +60,13 @@ def _to_clipped_xyxy(store: AnnotationStore) -> None:
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, np.repeat(store.heights, counts)[:, None])
 
 
+def _visible_sides(bbox: list[float], height: int, width: int) -> tuple[float, float]:
+    """Return (width, height) of the part of a COCO xywh box inside a `height` x `width` picture (<= 0 when
+    the box lies outside it); a box inside gives its own sides exactly."""
+    x, y, w, h = (float(v) for v in bbox)
+    return w - max(0.0, -x) - max(0.0, x + w - width), h - max(0.0, -y) - max(0.0, y + h - height)
+
+
 class CocoInstanceDataset(Dataset):
     """COCO instances (boxes + masks) read with pycocotools; one sample per image.
 
@@ -78,7 +85,8 @@ class CocoInstanceDataset(Dataset):
     - ``target["orig_size"]``: ``(H, W)`` of the image on disk, before transforms.
 
     Crowd regions are excluded from targets by default (they stay in the JSON for evaluation).
-    Annotations with a box side < ``min_box_size`` px or without a usable polygon are dropped
+    Annotations whose box, clipped to its image, has a side < ``min_box_size`` px (a box lying outside its
+    image has none) or without a usable polygon are dropped
     and counted (logged; see ``stats``). Category ids map to labels by sorted id:
     ``cat_id_to_label`` / ``label_to_cat_id``; ``class_names[label]`` names a label.
 
@@ -163,8 +171,7 @@ class CocoInstanceDataset(Dataset):
             if crowd and not self.include_crowd:
                 self.stats["crowd"] += 1
                 continue
-            _, _, bw, bh = ann["bbox"]
-            if bw < min_box_size or bh < min_box_size:
+            if min(_visible_sides(ann["bbox"], height, width)) < min_box_size:
                 self.stats["degenerate_boxes"] += 1
                 continue
             segm = ann["segmentation"]

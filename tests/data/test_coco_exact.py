@@ -93,24 +93,22 @@ def test_boxes_are_xyxy_clipped_to_their_own_picture(tmp_path: Path) -> None:
     annotations = [
         ann(1, 1, [-3, -2, 8, 6], square),  # over the top left corner
         ann(2, 1, [15, 7, 10, 10], square),  # over the bottom right corner
-        ann(3, 1, [25, 12, 5, 5], square),  # wholly past the bottom right
-        ann(4, 1, [-10, -10, 5, 5], square),  # wholly before the top left
+        ann(3, 1, [25, 12, 5, 5], square),  # wholly past the bottom right: dropped
+        ann(4, 1, [-10, -10, 5, 5], square),  # wholly before the top left: dropped
+        ann(8, 1, [19.5, 2, 5, 5], square),  # 0.5 px of it inside: dropped
         ann(5, 1, [2.5, 3.25, 1.0, 1.0], square),  # sides of exactly min_box_size: kept
         ann(6, 2, [-1, 25, 7, 10], square),  # the tall picture: its own width and height
         ann(7, 2, [1, 1, 3, 3], square),
     ]
     images_json = [image_record(1, "wide.png", 10, 20), image_record(2, "tall.png", 30, 5)]
     dataset = CocoInstanceDataset(images, write_json(tmp_path / "ann.json", images_json, annotations))
-    assert dataset.stats == dict.fromkeys(
-        ("degenerate_boxes", "empty_polygons", "crowd", "empty_images_dropped"), 0
-    )
+    counts = {"degenerate_boxes": 3, "empty_polygons": 0, "crowd": 0, "empty_images_dropped": 0}
+    assert dataset.stats == counts
     _, wide = dataset[0]
     assert wide["boxes"].dtype == torch.float32
     assert wide["boxes"].tolist() == [
         [0, 0, 5, 4],
         [15, 7, 20, 10],
-        [20, 10, 20, 10],
-        [0, 0, 0, 0],
         [2.5, 3.25, 3.5, 4.25],
     ]
     assert wide["boxes"].format == tv_tensors.BoundingBoxFormat.XYXY and wide["boxes"].canvas_size == (10, 20)
