@@ -148,7 +148,7 @@ def build(root: Path, checkpoint: Path) -> list[dict]:
         },
     ]
     cases += _untrusted_cases(root, checkpoint, good)
-    return cases + _eval_cases(root) + _convert_cases(root, blocker) + _predict_cases(root, checkpoint)
+    return cases + _eval_cases(root) + _convert_cases(root, blocker)
 
 
 class FileMaker:
@@ -225,8 +225,9 @@ def _phone_photo(root: Path) -> list[str]:
     return data
 
 
-def _predict_cases(root: Path, checkpoint: Path) -> list[dict]:
-    """Return msr-predict on 5 pictures whose third (c.png) is corrupt: stopping at it, and skipping it."""
+def predict_cases(root: Path, checkpoint: Path) -> list[dict]:
+    """Return msr-predict on 5 pictures whose third (c.png) is corrupt: stopping at it, and skipping it
+    (test_work_kept.py runs them; run folders root/predict_corrupt and root/predict_skip)."""
     pictures = root / "pictures"
     pictures.mkdir()
     rng = np.random.default_rng(1)

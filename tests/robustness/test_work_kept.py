@@ -11,9 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 import torch
+from batch_cases import predict_cases
 from robust_cli import MODEL, TINY, custom_data, run_cli, tiny_coco, truncate
+from support.cli_batch import run_case
 
 CUSTOM_TRAIN = [*MODEL, "schedule=cpu_tiny"]  # 4 pictures, batch 2: 2 steps per epoch, 4 steps
 
@@ -64,12 +68,23 @@ def test_skip_unreadable_skips_pictures_that_fail_to_load(tmp_path, cli_env):
     assert {r["image_id"] for r in segm} <= {5}  # the unreadable val picture is left out, not scored
 
 
-def test_predict_stopped_by_a_corrupt_picture_keeps_the_results_before_it(batch):
-    result = batch["predict_corrupt"]
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory, cli_env, checkpoint) -> tuple[Path, dict[str, dict]]:
+    """Return (root, {case: {"rc", "stdout", "stderr"}}) of msr-predict stopping at a corrupt picture and
+    skipping it (batch_cases.predict_cases), both run by msr-predict's entry point in this process."""
+    root = tmp_path_factory.mktemp("predict")
+    return root, {
+        case["name"]: run_case("predict", case["argv"], cli_env) for case in predict_cases(root, checkpoint)
+    }
+
+
+def test_predict_stopped_by_a_corrupt_picture_keeps_the_results_before_it(predictions):
+    root, results = predictions
+    result = results["predict_corrupt"]
     assert result["rc"] == 2 and "Traceback" not in result["stderr"], result["stderr"][-3000:]
     line = [x for x in result["stderr"].splitlines() if x.startswith("msr-predict: error: ")][-1]
     assert "cannot read image file" in line and "c.png" in line and "data.skip_unreadable=true" in line
-    out = batch["predict_corrupt"]["root"] / "predict_corrupt"
+    out = root / "predict_corrupt"
     images = json.loads((out / "images.json").read_text())
     assert [i["file_name"] for i in images] == ["a.png", "b.png"]  # the batch before the corrupt picture
     for kind in ("bbox", "segm"):
@@ -77,11 +92,12 @@ def test_predict_stopped_by_a_corrupt_picture_keeps_the_results_before_it(batch)
         assert {r["image_id"] for r in results} <= {i["id"] for i in images}
 
 
-def test_predict_skips_unreadable_pictures_and_names_them(batch):
-    result = batch["predict_skip"]
+def test_predict_skips_unreadable_pictures_and_names_them(predictions):
+    root, results = predictions
+    result = results["predict_skip"]
     assert result["rc"] == 0, result["stderr"][-3000:]
     assert "skipped 1 unreadable pictures: c.png" in result["stdout"]
-    out = batch["predict_skip"]["root"] / "predict_skip"
+    out = root / "predict_skip"
     images = json.loads((out / "images.json").read_text())
     assert [i["file_name"] for i in images] == ["a.png", "b.png", "d.png", "e.png"]
     skipped = json.loads((out / "skipped_images.json").read_text())
