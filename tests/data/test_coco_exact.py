@@ -16,7 +16,7 @@ from torchvision import tv_tensors
 
 import msr.data.coco as coco_module
 from msr.data.annotation_store import AnnotationStoreBuilder
-from msr.data.coco import CocoInstanceDataset, _all_usable
+from msr.data.coco import CocoInstanceDataset, _all_usable, _visible_sides
 from msr.data.image_io import STORED
 from msr.data.segmentation import mask_to_rle
 from msr.errors import DatasetError
@@ -115,6 +115,20 @@ def test_boxes_are_xyxy_clipped_to_their_own_picture(tmp_path: Path) -> None:
     _, tall = dataset[1]
     assert tall["boxes"].tolist() == [[0, 25, 5, 30], [1, 1, 4, 4]]
     assert tall["boxes"].canvas_size == (30, 5)
+
+
+@pytest.mark.parametrize(
+    ("bbox", "sides"),
+    [
+        ([-3, -2, 8, 6], (5.0, 4.0)),  # over the top left corner
+        ([15, 7, 10, 10], (5.0, 3.0)),  # over the bottom right corner
+        ([25, 12, 5, 5], (-5.0, -2.0)),  # wholly past the bottom right
+        ([-10, -10, 5, 5], (-5.0, -5.0)),  # wholly before the top left
+        ([2.5, 3.25, 1, 1], (1.0, 1.0)),  # inside: its own sides
+    ],
+)
+def test_visible_sides_of_a_box_on_a_10_by_20_picture(bbox, sides):
+    assert _visible_sides(bbox, 10, 20) == sides
 
 
 def test_box_sides_below_min_box_size_are_dropped_and_counted(tmp_path: Path) -> None:
