@@ -63,7 +63,7 @@ def _to_clipped_xyxy(store: AnnotationStore) -> None:
 def _visible_sides(bbox: list[float], height: int, width: int) -> tuple[float, float]:
     """Return (width, height) of the part of a COCO xywh box inside a `height` x `width` picture (<= 0 when
     the box lies outside it); a box inside gives its own sides exactly."""
-    x, y, w, h = (float(v) for v in bbox)
+    x, y, w, h = map(float, bbox)
     return w - max(0.0, -x) - max(0.0, x + w - width), h - max(0.0, -y) - max(0.0, y + h - height)
 
 

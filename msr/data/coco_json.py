@@ -56,8 +56,7 @@ def validate_coco_instances(
     annotation pointing at a known image and category; where present, `bbox` 4 finite numbers, `area`
     a finite number >= 0, `iscrowd` 0 or 1 (or false/true) and `segmentation` polygons (lists of numbers)
     or an RLE whose `size` is its image's [height, width] (and, uncompressed, whose counts cover the
-    picture). `iscrowd` (default 0)
-    and `area` (default: computed from the mask) are optional.
+    picture). `iscrowd` (default 0) and `area` (default: computed from the mask) are optional.
 
     Polygons of fewer than 3 points (or with an odd or non-finite coordinate) cannot be rasterised:
     with `evaluated` (the file is read by COCOeval and the calibration) they are an error; otherwise a
